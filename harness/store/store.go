@@ -1,0 +1,46 @@
+// Package store puts downlinked files into S3 and checks what landed.
+// One client (minio-go) talks to every endpoint; the embedded endpoint is
+// an in-process S3 server on loopback, the zero-setup default.
+package store
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Object describes one stored object.
+type Object struct {
+	Bucket       string
+	Key          string
+	Size         int64
+	ETag         string
+	ContentType  string
+	Metadata     map[string]string // user metadata, keys lower-case without the x-amz-meta- prefix
+	LastModified time.Time
+}
+
+// PutOptions describe an object being written.
+type PutOptions struct {
+	ContentType string            // default application/octet-stream
+	Metadata    map[string]string // user metadata
+}
+
+// Store is an S3 bucket namespace.
+type Store interface {
+	// Put writes exactly size bytes from r to bucket/key. The object is
+	// visible only when whole: a failed Put leaves nothing behind.
+	// A reader that holds fewer or more than size bytes fails the Put.
+	Put(ctx context.Context, bucket, key string, r io.Reader, size int64, opts PutOptions) (Object, error)
+	// Stat describes an object, with its content type and user metadata.
+	// IsNotFound(err) reports a missing bucket or key.
+	Stat(ctx context.Context, bucket, key string) (Object, error)
+	// Get opens an object for reading. IsNotFound(err) reports a missing
+	// bucket or key.
+	Get(ctx context.Context, bucket, key string) (io.ReadCloser, error)
+	// List returns every object under prefix, recursively, sorted by key.
+	// Listings carry neither content type nor user metadata.
+	List(ctx context.Context, bucket, prefix string) ([]Object, error)
+	// EnsureBucket creates bucket if it does not exist.
+	EnsureBucket(ctx context.Context, bucket string) error
+}
