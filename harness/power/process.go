@@ -1,0 +1,110 @@
+package power
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os/exec"
+	"sync"
+	"syscall"
+)
+
+// Process powers a payload that is a local process, as the reference
+// payload is on the sim bench: on starts it, off kills it outright, the
+// way cutting power would.
+type Process struct {
+	Name string   // for errors and logs
+	Path string   // the program
+	Args []string // its arguments, without the program name
+	Env  []string // the process environment; nil: inherit
+	// Console receives the process's standard output and error, as a
+	// board's serial console would. Nil discards them.
+	Console io.Writer
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has exited
+}
+
+var _ Power = (*Process)(nil)
+
+func (p *Process) String() string { return "process " + p.Name }
+
+// On starts the process unless it is running.
+func (p *Process) On(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.running() {
+		return nil
+	}
+	cmd := exec.Command(p.Path, p.Args...)
+	cmd.Env = p.Env
+	cmd.Stdout = p.Console
+	cmd.Stderr = p.Console
+	// Its own process group, so a Ctrl-C at the terminal reaches the bus,
+	// which then powers the payload off in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return &Error{Op: "on", Power: p.String(), Err: err}
+	}
+	p.cmd = cmd
+	p.exited = make(chan struct{})
+	go func(exited chan struct{}) {
+		cmd.Wait()
+		close(exited)
+	}(p.exited)
+	return nil
+}
+
+func (p *Process) running() bool {
+	if p.cmd == nil {
+		return false
+	}
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// Off kills the process and waits for it to be gone.
+func (p *Process) Off(ctx context.Context) error {
+	p.mu.Lock()
+	cmd, exited := p.cmd, p.exited
+	p.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	cmd.Process.Kill()
+	select {
+	case <-exited:
+		return nil
+	case <-ctx.Done():
+		return &Error{Op: "off", Power: p.String(), Err: fmt.Errorf("process %d still running: %w", cmd.Process.Pid, context.Cause(ctx))}
+	}
+}
+
+// State reports whether the process is running.
+func (p *Process) State(ctx context.Context) (State, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.running() {
+		return On, nil
+	}
+	return Off, nil
+}
+
+var _ Stopper = (*Process)(nil)
+
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// Stopped returns a channel closed when the current process has exited.
+func (p *Process) Stopped() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.exited == nil {
+		return closed
+	}
+	return p.exited
+}

@@ -1,0 +1,324 @@
+// Package remote is the bus's SSH and SFTP client to a payload. It pins the
+// payload's host key, bounds every dial and command by a context, and moves
+// files through SFTP without a shell on the far side.
+package remote
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+)
+
+// Config says how to reach one payload. The zero value is not usable:
+// Address, User, Signer and HostKey are required.
+type Config struct {
+	Address string        // host:port of the payload's SSH server
+	User    string        // the signaling user
+	Signer  ssh.Signer    // the bus's key
+	HostKey ssh.PublicKey // the only host key accepted
+	// AttemptTimeout bounds one dial plus handshake; default 1s. Short,
+	// because a payload that is still booting either refuses at once or
+	// never answers (no ARP, or a forwarded port whose guest is not
+	// listening yet), and Wait retries.
+	AttemptTimeout time.Duration
+}
+
+func (c Config) attemptTimeout() time.Duration {
+	if c.AttemptTimeout > 0 {
+		return c.AttemptTimeout
+	}
+	return time.Second
+}
+
+// HostKeyError reports a payload presenting a host key other than the pinned one.
+type HostKeyError struct {
+	Address string
+	Got     ssh.PublicKey
+	Want    ssh.PublicKey
+}
+
+func (e *HostKeyError) Error() string {
+	return fmt.Sprintf("remote: %s: host key mismatch: payload presented %s %s, board pins %s %s",
+		e.Address, e.Got.Type(), ssh.FingerprintSHA256(e.Got), e.Want.Type(), ssh.FingerprintSHA256(e.Want))
+}
+
+// ExitError is a remote command that ran and exited non-zero.
+type ExitError struct {
+	Cmd    string
+	Status int
+	Stderr string // the first 64 KiB of standard error
+}
+
+func (e *ExitError) Error() string {
+	msg := fmt.Sprintf("%q exited %d", e.Cmd, e.Status)
+	if e.Stderr != "" {
+		msg += ": " + e.Stderr
+	}
+	return msg
+}
+
+// Client is an open SSH connection to a payload, with SFTP on demand.
+type Client struct {
+	cfg  Config
+	conn *ssh.Client
+	sftp *sftp.Client
+}
+
+// Dial makes one attempt to connect and authenticate.
+func Dial(ctx context.Context, cfg Config) (*Client, error) {
+	if cfg.Address == "" || cfg.User == "" || cfg.Signer == nil || cfg.HostKey == nil {
+		return nil, errors.New("remote: config needs Address, User, Signer and HostKey")
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.attemptTimeout())
+	defer cancel()
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", cfg.Address)
+	if err != nil {
+		return nil, fmt.Errorf("remote: dial %s: %w", cfg.Address, err)
+	}
+	// The handshake has no context of its own: a deadline on the
+	// connection bounds it, and closing the connection aborts it on cancel.
+	deadline, _ := ctx.Deadline()
+	nc.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	defer stop()
+	var hkErr *HostKeyError
+	sc, chans, reqs, err := ssh.NewClientConn(nc, cfg.Address, &ssh.ClientConfig{
+		User: cfg.User,
+		Auth: []ssh.AuthMethod{ssh.PublicKeys(cfg.Signer)},
+		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
+			if bytes.Equal(key.Marshal(), cfg.HostKey.Marshal()) {
+				return nil
+			}
+			hkErr = &HostKeyError{Address: cfg.Address, Got: key, Want: cfg.HostKey}
+			return hkErr
+		},
+		HostKeyAlgorithms: []string{cfg.HostKey.Type()},
+	})
+	if hkErr != nil {
+		nc.Close()
+		return nil, hkErr
+	}
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("remote: ssh %s@%s: %w", cfg.User, cfg.Address, err)
+	}
+	nc.SetDeadline(time.Time{})
+	return &Client{cfg: cfg, conn: ssh.NewClient(sc, chans, reqs)}, nil
+}
+
+// Wait dials until the payload answers SSH or ctx is done. A host key
+// mismatch or a refused login ends the wait at once: retrying cannot fix it.
+func Wait(ctx context.Context, cfg Config) (*Client, error) {
+	retry := time.NewTicker(100 * time.Millisecond)
+	defer retry.Stop()
+	for {
+		c, err := Dial(ctx, cfg)
+		if err == nil {
+			return c, nil
+		}
+		var hk *HostKeyError
+		if errors.As(err, &hk) || isAuthError(err) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("remote: %s did not answer SSH: %w (last error: %v)", cfg.Address, context.Cause(ctx), err)
+		case <-retry.C:
+		}
+	}
+}
+
+func isAuthError(err error) bool {
+	var serr *ssh.ServerAuthError
+	if errors.As(err, &serr) {
+		return true
+	}
+	// x/crypto/ssh reports exhausted methods as a plain error.
+	return err != nil && bytes.Contains([]byte(err.Error()), []byte("unable to authenticate"))
+}
+
+// Close closes the connection.
+func (c *Client) Close() error {
+	if c.sftp != nil {
+		c.sftp.Close()
+	}
+	return c.conn.Close()
+}
+
+// Run runs cmd and waits for it. Standard output goes to stdout (may be
+// nil); a non-zero exit is an *ExitError carrying standard error. When ctx
+// ends first the session is closed, which ends the command on the payload.
+func (c *Client) Run(ctx context.Context, cmd string, stdout io.Writer) error {
+	s, err := c.conn.NewSession()
+	if err != nil {
+		return fmt.Errorf("remote: %s: new session for %q: %w", c.cfg.Address, cmd, err)
+	}
+	defer s.Close()
+	var stderr capped
+	stderr.max = 64 << 10
+	s.Stdout = stdout
+	s.Stderr = &stderr
+	done := make(chan error, 1)
+	go func() { done <- s.Run(cmd) }()
+	select {
+	case <-ctx.Done():
+		s.Close()
+		return fmt.Errorf("remote: %s: %q: %w", c.cfg.Address, cmd, context.Cause(ctx))
+	case err := <-done:
+		var ee *ssh.ExitError
+		if errors.As(err, &ee) {
+			return &ExitError{Cmd: cmd, Status: ee.ExitStatus(), Stderr: strings.TrimSpace(stderr.String())}
+		}
+		if err != nil {
+			return fmt.Errorf("remote: %s: %q: %w", c.cfg.Address, cmd, err)
+		}
+		return nil
+	}
+}
+
+// capped keeps the first max bytes written to it.
+type capped struct {
+	bytes.Buffer
+	max int
+}
+
+func (c *capped) Write(p []byte) (int, error) {
+	if room := c.max - c.Len(); room > 0 {
+		c.Buffer.Write(p[:min(room, len(p))])
+	}
+	return len(p), nil
+}
+
+func (c *Client) sftpClient() (*sftp.Client, error) {
+	if c.sftp != nil {
+		return c.sftp, nil
+	}
+	sc, err := sftp.NewClient(c.conn,
+		sftp.UseConcurrentReads(true),
+		sftp.UseConcurrentWrites(true),
+		sftp.MaxConcurrentRequestsPerFile(64))
+	if err != nil {
+		return nil, fmt.Errorf("remote: %s: sftp: %w", c.cfg.Address, err)
+	}
+	c.sftp = sc
+	return sc, nil
+}
+
+// withCtx runs f and aborts the whole connection if ctx ends first: an
+// SFTP call has no context, and a dead link must not hang the bus.
+func (c *Client) withCtx(ctx context.Context, f func(*sftp.Client) error) error {
+	sc, err := c.sftpClient()
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { c.conn.Close() })
+	err = f(sc)
+	if !stop() {
+		return fmt.Errorf("remote: %s: %w", c.cfg.Address, context.Cause(ctx))
+	}
+	return err
+}
+
+// Put writes r to name on the payload with mode. It writes a temporary
+// name in the same directory and renames it, so the payload never sees a
+// partial file under name.
+func (c *Client) Put(ctx context.Context, name string, r io.Reader, mode fs.FileMode) error {
+	return c.withCtx(ctx, func(sc *sftp.Client) error {
+		if err := sc.MkdirAll(path.Dir(name)); err != nil {
+			return fmt.Errorf("remote: %s: mkdir %s: %w", c.cfg.Address, path.Dir(name), err)
+		}
+		tmp := path.Join(path.Dir(name), "."+path.Base(name)+".hil-partial")
+		f, err := sc.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+		if err != nil {
+			return fmt.Errorf("remote: %s: create %s: %w", c.cfg.Address, tmp, err)
+		}
+		_, err = f.ReadFrom(r)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = sc.Chmod(tmp, mode)
+		}
+		if err == nil {
+			err = sc.PosixRename(tmp, name)
+		}
+		if err != nil {
+			sc.Remove(tmp)
+			return fmt.Errorf("remote: %s: put %s: %w", c.cfg.Address, name, err)
+		}
+		return nil
+	})
+}
+
+// Get copies the payload file name to w and returns the bytes copied.
+func (c *Client) Get(ctx context.Context, name string, w io.Writer) (int64, error) {
+	var n int64
+	err := c.withCtx(ctx, func(sc *sftp.Client) error {
+		f, err := sc.Open(name)
+		if err != nil {
+			return fmt.Errorf("remote: %s: open %s: %w", c.cfg.Address, name, err)
+		}
+		defer f.Close()
+		n, err = f.WriteTo(w)
+		if err != nil {
+			return fmt.Errorf("remote: %s: read %s: %w", c.cfg.Address, name, err)
+		}
+		return nil
+	})
+	return n, err
+}
+
+// ReadFile returns the whole payload file name; for small files.
+func (c *Client) ReadFile(ctx context.Context, name string) ([]byte, error) {
+	var b bytes.Buffer
+	_, err := c.Get(ctx, name, &b)
+	return b.Bytes(), err
+}
+
+// ReadDir lists the payload directory name.
+func (c *Client) ReadDir(ctx context.Context, name string) ([]fs.FileInfo, error) {
+	var fis []fs.FileInfo
+	err := c.withCtx(ctx, func(sc *sftp.Client) (err error) {
+		fis, err = sc.ReadDir(name)
+		if err != nil {
+			return fmt.Errorf("remote: %s: list %s: %w", c.cfg.Address, name, err)
+		}
+		return nil
+	})
+	return fis, err
+}
+
+// Stat describes the payload file name.
+func (c *Client) Stat(ctx context.Context, name string) (fs.FileInfo, error) {
+	var fi fs.FileInfo
+	err := c.withCtx(ctx, func(sc *sftp.Client) (err error) {
+		fi, err = sc.Stat(name)
+		if err != nil {
+			return fmt.Errorf("remote: %s: stat %s: %w", c.cfg.Address, name, err)
+		}
+		return nil
+	})
+	return fi, err
+}
+
+// Remove deletes the payload file name.
+func (c *Client) Remove(ctx context.Context, name string) error {
+	return c.withCtx(ctx, func(sc *sftp.Client) error {
+		if err := sc.Remove(name); err != nil {
+			return fmt.Errorf("remote: %s: remove %s: %w", c.cfg.Address, name, err)
+		}
+		return nil
+	})
+}
