@@ -1,0 +1,135 @@
+// Package cli is the hil command line; cmd/hil only calls Main.
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+
+	"github.com/satbench/hil/harness/bench"
+	"github.com/satbench/hil/harness/steps"
+)
+
+// Version is set at link time (-X); otherwise it comes from the build info.
+var Version = ""
+
+const usage = `usage:
+  hil run [--bench FILE] [--tags EXPR] [--format pretty|progress|junit:FILE|cucumber:FILE] [-v] [features...]
+  hil version
+`
+
+// Main runs the hil command with args (without the program name) and
+// returns the exit status: 0 only when everything asked for passed, 1 when
+// a scenario failed, 2 for a usage or configuration error.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "run":
+		return run(args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "hil", version())
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "hil: unknown command %q (want run or version)\n%s", args[0], usage)
+	return 2
+}
+
+func version() string {
+	if Version != "" {
+		return Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
+// parseInterleaved parses flags that may come before, between or after
+// the positional arguments, and returns the positional ones.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("hil run", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	benchFile := fs.String("bench", filepath.Join("benches", "sim.yaml"), "bench file")
+	tags := fs.String("tags", "", "godog tag expression, e.g. '@sim && ~@slow'")
+	format := fs.String("format", "pretty", "pretty, progress, junit:FILE or cucumber:FILE")
+	verbose := fs.Bool("v", false, "print every bus event as it happens")
+	paths, err := parseInterleaved(fs, args)
+	if err != nil {
+		fmt.Fprintf(stderr, "hil run: %v\n%s", err, usage)
+		return 2
+	}
+	if err := checkFormat(*format); err != nil {
+		fmt.Fprintf(stderr, "hil run: --format: %v\n", err)
+		return 2
+	}
+	if len(paths) == 0 {
+		paths = []string{"features"}
+	}
+	for _, p := range paths {
+		if _, err := os.Stat(p); err != nil {
+			fmt.Fprintf(stderr, "hil run: feature path %s: %v\n", p, errors.Unwrap(err))
+			return 2
+		}
+	}
+	// A broken bench is one clear line, not a failure in every scenario.
+	if _, err := bench.Load(*benchFile); err != nil {
+		fmt.Fprintf(stderr, "hil run: %v\n", err)
+		return 2
+	}
+	opts := steps.Options{Bench: *benchFile, Paths: paths, Tags: *tags, Format: *format, Output: stdout}
+	if *verbose {
+		opts.Logf = func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }
+	}
+	switch steps.Suite(opts).Run() {
+	case 0:
+		return 0
+	case 2:
+		return 2
+	}
+	return 1
+}
+
+func checkFormat(f string) error {
+	for _, one := range strings.Split(f, ",") {
+		name, file, hasFile := strings.Cut(one, ":")
+		switch name {
+		case "pretty", "progress", "junit", "cucumber":
+		default:
+			return fmt.Errorf("%q is not a format (want pretty, progress, junit:FILE or cucumber:FILE)", name)
+		}
+		if hasFile {
+			if file == "" {
+				return fmt.Errorf("%q: empty file name after the colon", one)
+			}
+			if fi, err := os.Stat(filepath.Dir(file)); err != nil || !fi.IsDir() {
+				return fmt.Errorf("%q: directory %s does not exist", one, filepath.Dir(file))
+			}
+		}
+	}
+	return nil
+}

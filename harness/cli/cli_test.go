@@ -1,0 +1,53 @@
+package cli
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestMainErrors(t *testing.T) {
+	tests := []struct {
+		name   string
+		args   []string
+		status int
+		stderr string // substring of the one error line
+	}{
+		{"no command", nil, 2, "usage:"},
+		{"unknown command", []string{"fly"}, 2, `unknown command "fly"`},
+		{"unknown flag", []string{"run", "--bnech", "x"}, 2, "flag provided but not defined: -bnech"},
+		{"bad format", []string{"run", "--format", "html"}, 2, `--format: "html" is not a format`},
+		{"format without file", []string{"run", "--format", "junit:"}, 2, "empty file name"},
+		{"format into a missing dir", []string{"run", "--format", "junit:/no/such/dir/r.xml"}, 2, "directory /no/such/dir does not exist"},
+		{"missing feature path", []string{"run", "--bench", "../../benches/sim.yaml", "nope.feature"}, 2, "feature path nope.feature: no such file or directory"},
+		{"missing bench", []string{"run", "--bench", "testdata/none.yaml", "testdata/undefined.feature"}, 2, "testdata/none.yaml"},
+		{"broken bench", []string{"run", "--bench", "testdata/broken-bench.yaml", "testdata/undefined.feature"}, 2, `testdata/broken-bench.yaml:7: colour: unknown key "colour"`},
+		{"undefined step fails", []string{"run", "--bench", "../../benches/sim.yaml", "--format", "progress", "testdata/undefined.feature"}, 1, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			if got := Main(tt.args, &out, &errb); got != tt.status {
+				t.Errorf("status %d, want %d\nstdout: %s\nstderr: %s", got, tt.status, out.String(), errb.String())
+			}
+			if !strings.Contains(errb.String(), tt.stderr) {
+				t.Errorf("stderr %q, want it to contain %q", errb.String(), tt.stderr)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	if Main([]string{"version"}, &out, &out) != 0 || !strings.HasPrefix(out.String(), "hil ") {
+		t.Errorf("hil version printed %q", out.String())
+	}
+}
+
+func TestParseInterleaved(t *testing.T) {
+	var out, errb bytes.Buffer
+	// Flags after the feature paths are honoured too.
+	if got := Main([]string{"run", "testdata/undefined.feature", "--bench", "testdata/broken-bench.yaml"}, &out, &errb); got != 2 || !strings.Contains(errb.String(), "colour") {
+		t.Errorf("status %d, stderr %q: the trailing --bench was not used", got, errb.String())
+	}
+}

@@ -1,0 +1,87 @@
+// Package steps is the godog step library: Gherkin steps that drive the
+// bus and assert on its event log and on the world (S3 objects, files on
+// the payload, power). Each scenario gets its own bus, on a bench loaded
+// afresh, with its state kept in the scenario's context.Context.
+package steps
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"testing"
+
+	"github.com/cucumber/godog"
+)
+
+// Options configure a feature run.
+type Options struct {
+	Bench  string   // bench file; required
+	Paths  []string // feature files or directories; default "features"
+	Tags   string   // godog tag expression
+	Format string   // pretty (default), progress, junit:FILE, cucumber:FILE, ...
+	Output io.Writer
+	// TestingT, when set, runs each scenario as a subtest of it.
+	TestingT *testing.T
+	// Logf receives progress lines (bus events as they happen); nil: quiet.
+	Logf func(format string, args ...any)
+}
+
+// Suite returns the godog suite for opts, in strict mode: an undefined or
+// pending step fails its scenario.
+func Suite(opts Options) godog.TestSuite {
+	paths := opts.Paths
+	if len(paths) == 0 {
+		paths = []string{"features"}
+	}
+	format := opts.Format
+	if format == "" {
+		format = "pretty"
+	}
+	out := opts.Output
+	if out == nil {
+		out = os.Stdout
+	}
+	return godog.TestSuite{
+		Name:                "hil",
+		ScenarioInitializer: func(sc *godog.ScenarioContext) { initScenario(sc, opts) },
+		Options: &godog.Options{
+			Format:   format,
+			Paths:    paths,
+			Tags:     opts.Tags,
+			Strict:   true,
+			Output:   out,
+			TestingT: opts.TestingT,
+		},
+	}
+}
+
+func initScenario(sc *godog.ScenarioContext, opts Options) {
+	sc.Before(func(ctx context.Context, s *godog.Scenario) (context.Context, error) {
+		w, err := newWorld(opts, s.Name)
+		if err != nil {
+			return ctx, err
+		}
+		return context.WithValue(ctx, worldKey{}, w), nil
+	})
+	sc.After(func(ctx context.Context, s *godog.Scenario, serr error) (context.Context, error) {
+		w := get(ctx)
+		if w == nil {
+			return ctx, nil
+		}
+		if serr != nil {
+			// What a person needs to see why it failed: the bus's story.
+			ctx = godog.Attach(ctx, godog.Attachment{FileName: "events.txt", MediaType: "text/plain", Body: []byte(w.eventText())})
+			fmt.Fprintf(w.failOut(), "--- events of %q\n%s", s.Name, w.eventText())
+		}
+		return ctx, w.close()
+	})
+	signalingSteps(sc)
+}
+
+type worldKey struct{}
+
+func get(ctx context.Context) *world {
+	w, _ := ctx.Value(worldKey{}).(*world)
+	return w
+}

@@ -1,0 +1,166 @@
+package steps
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/satbench/hil/harness/bench"
+	"github.com/satbench/hil/harness/bus"
+	"github.com/satbench/hil/harness/remote"
+)
+
+// world is one scenario's state.
+type world struct {
+	opts  Options
+	dir   string
+	bench *bench.Bench
+	bus   *bus.Bus // opened by the first step that needs it
+
+	window  bus.Window
+	results chan bus.Result
+	result  *bus.Result
+	cancel  context.CancelFunc
+}
+
+func newWorld(opts Options, scenario string) (*world, error) {
+	b, err := bench.Load(opts.Bench)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "hil-scenario-")
+	if err != nil {
+		return nil, err
+	}
+	return &world{opts: opts, dir: dir, bench: b}, nil
+}
+
+func (w *world) failOut() io.Writer {
+	if w.opts.Output != nil {
+		return w.opts.Output
+	}
+	return os.Stderr
+}
+
+// open starts the bus on first use, so that Given steps can still adjust
+// the bench.
+func (w *world) open(ctx context.Context) (*bus.Bus, error) {
+	if w.bus != nil {
+		return w.bus, nil
+	}
+	b, err := bus.Open(ctx, w.bench, w.dir)
+	if err != nil {
+		return nil, err
+	}
+	if w.opts.Logf != nil {
+		b.Log.OnAppend = func(e bus.Event) { w.opts.Logf("  %s", e) }
+	}
+	w.bus = b
+	return b, nil
+}
+
+func (w *world) close() error {
+	if w.cancel != nil {
+		w.cancel()
+		<-w.results // the window has aborted and cut power
+	}
+	var err error
+	if w.bus != nil {
+		err = w.bus.Close()
+	}
+	if rerr := os.RemoveAll(w.dir); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+func (w *world) eventText() string {
+	if w.bus == nil {
+		return "(the bus was never opened)\n"
+	}
+	var b strings.Builder
+	for _, e := range w.bus.Log.Events() {
+		fmt.Fprintln(&b, e)
+	}
+	return b.String()
+}
+
+// start runs the scenario's window in the background, starting now.
+func (w *world) start(ctx context.Context) error {
+	if w.results != nil {
+		return nil
+	}
+	b, err := w.open(ctx)
+	if err != nil {
+		return err
+	}
+	w.window.Start = time.Now()
+	rctx, cancel := context.WithCancel(context.Background())
+	w.cancel = cancel
+	w.results = make(chan bus.Result, 1)
+	go func(win bus.Window) { w.results <- b.Run(rctx, win) }(w.window)
+	return nil
+}
+
+// wait waits for the window's result.
+func (w *world) wait(ctx context.Context) (*bus.Result, error) {
+	if w.result != nil {
+		return w.result, nil
+	}
+	if w.results == nil {
+		return nil, fmt.Errorf("no window was run in this scenario")
+	}
+	select {
+	case r := <-w.results:
+		w.result, w.cancel = &r, nil
+		w.results <- r // close() may still wait on it
+		return w.result, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("window %s still running: %w", w.window.ID, ctx.Err())
+	}
+}
+
+// board returns the scenario's board config.
+func (w *world) board() (*bench.Board, error) {
+	for _, bc := range w.bench.Boards {
+		if bc.Name == w.window.Board {
+			return bc, nil
+		}
+	}
+	return nil, fmt.Errorf("bench %s has no board %q", w.bench.Name, w.window.Board)
+}
+
+// dial opens an SSH connection to the window's payload, which must be on.
+func (w *world) dial(ctx context.Context) (*remote.Client, error) {
+	if w.bus == nil {
+		return nil, fmt.Errorf("the bus is not running")
+	}
+	bd := w.bus.Boards[w.window.Board]
+	if bd == nil {
+		return nil, fmt.Errorf("bench %s has no board %q", w.bench.Name, w.window.Board)
+	}
+	return remote.Dial(ctx, bd.Remote)
+}
+
+// newHostKey writes a fresh ed25519 host key for the reference payload.
+func (w *world) newHostKey() (string, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	blk, err := ssh.MarshalPrivateKey(priv, "wrong host key")
+	if err != nil {
+		return "", err
+	}
+	name := filepath.Join(w.dir, "other_host_ed25519")
+	return name, os.WriteFile(name, pem.EncodeToMemory(blk), 0o600)
+}
