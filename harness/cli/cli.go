@@ -2,14 +2,17 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"syscall"
 
 	"github.com/satbench/hil/harness/bench"
 	"github.com/satbench/hil/harness/steps"
@@ -101,17 +104,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "hil run: %v\n", err)
 		return 2
 	}
-	opts := steps.Options{Bench: *benchFile, Paths: paths, Tags: *tags, Format: *format, Output: stdout}
+	// Ctrl-C aborts the window in progress, which cuts its payload's
+	// power; a second Ctrl-C kills hil at once.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	context.AfterFunc(ctx, stop)
+	opts := steps.Options{Bench: *benchFile, Paths: paths, Tags: *tags, Format: *format, Output: stdout, Context: ctx}
 	if *verbose {
 		opts.Logf = func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }
 	}
-	switch steps.Suite(opts).Run() {
-	case 0:
-		return 0
-	case 2:
-		return 2
+	status, err := steps.Run(opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "hil run: %v\n", err)
 	}
-	return 1
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "hil run: interrupted; windows in progress were aborted and their payloads powered off")
+		return 1
+	}
+	return status
 }
 
 func checkFormat(f string) error {

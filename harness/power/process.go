@@ -41,9 +41,10 @@ func (p *Process) On(ctx context.Context) error {
 	cmd.Env = p.Env
 	cmd.Stdout = p.Console
 	cmd.Stderr = p.Console
-	// Its own process group, so a Ctrl-C at the terminal reaches the bus,
-	// which then powers the payload off in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group, so a Ctrl-C at the terminal reaches only the
+	// bus, which then powers the payload off in order; and killed with the
+	// bus, as a payload loses power when its bus does.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return &Error{Op: "on", Power: p.String(), Err: err}
 	}

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cucumber/godog"
@@ -25,6 +27,30 @@ type Options struct {
 	TestingT *testing.T
 	// Logf receives progress lines (bus events as they happen); nil: quiet.
 	Logf func(format string, args ...any)
+	// Context, when it ends (Ctrl-C), aborts the window in progress, which
+	// cuts its payload's power; the remaining scenarios then fail fast.
+	Context context.Context
+}
+
+// Run runs the features and returns godog's status (0 passed, 1 failed,
+// 2 bad options). Matching no scenario at all is a failure: a run that
+// checks nothing must not pass.
+func Run(opts Options) (int, error) {
+	var scenarios atomic.Int64
+	s := Suite(opts)
+	init := s.ScenarioInitializer
+	s.ScenarioInitializer = func(sc *godog.ScenarioContext) {
+		sc.Before(func(ctx context.Context, _ *godog.Scenario) (context.Context, error) {
+			scenarios.Add(1)
+			return ctx, nil
+		})
+		init(sc)
+	}
+	status := s.Run()
+	if status == 0 && scenarios.Load() == 0 {
+		return 1, fmt.Errorf("no scenario in %s matched tags %q", strings.Join(s.Options.Paths, " "), opts.Tags)
+	}
+	return status, nil
 }
 
 // Suite returns the godog suite for opts, in strict mode: an undefined or
@@ -52,13 +78,15 @@ func Suite(opts Options) godog.TestSuite {
 			Strict:   true,
 			Output:   out,
 			TestingT: opts.TestingT,
+			// Steps derive their contexts from it.
+			DefaultContext: opts.Context,
 		},
 	}
 }
 
 func initScenario(sc *godog.ScenarioContext, opts Options) {
 	sc.Before(func(ctx context.Context, s *godog.Scenario) (context.Context, error) {
-		w, err := newWorld(opts, s.Name)
+		w, err := newWorld(opts)
 		if err != nil {
 			return ctx, err
 		}

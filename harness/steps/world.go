@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -29,10 +30,10 @@ type world struct {
 	window  bus.Window
 	results chan bus.Result
 	result  *bus.Result
-	cancel  context.CancelFunc
+	cancel  context.CancelCauseFunc
 }
 
-func newWorld(opts Options, scenario string) (*world, error) {
+func newWorld(opts Options) (*world, error) {
 	b, err := bench.Load(opts.Bench)
 	if err != nil {
 		return nil, err
@@ -70,7 +71,7 @@ func (w *world) open(ctx context.Context) (*bus.Bus, error) {
 
 func (w *world) close() error {
 	if w.cancel != nil {
-		w.cancel()
+		w.cancel(errors.New("the scenario ended before the window"))
 		<-w.results // the window has aborted and cut power
 	}
 	var err error
@@ -104,7 +105,9 @@ func (w *world) start(ctx context.Context) error {
 		return err
 	}
 	w.window.Start = time.Now()
-	rctx, cancel := context.WithCancel(context.Background())
+	// The window outlives this step but not the scenario, whose context
+	// godog derives from Options.Context: Ctrl-C ends it too.
+	rctx, cancel := context.WithCancelCause(ctx)
 	w.cancel = cancel
 	w.results = make(chan bus.Result, 1)
 	go func(win bus.Window) { w.results <- b.Run(rctx, win) }(w.window)
