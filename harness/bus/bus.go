@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,6 +68,9 @@ type Board struct {
 	Config *bench.Board
 	Power  power.Power
 	Remote remote.Config
+	// Console is the file the payload's console is captured in, if any;
+	// its tail goes into the reason of a window that fails to boot.
+	Console string
 }
 
 // Bus drives windows on the boards of one bench.
@@ -245,9 +249,22 @@ func (r *run) powerUp(ctx context.Context) (*remote.Client, error) {
 	bctx, cancel := context.WithTimeoutCause(ctx, bootTimeout,
 		fmt.Errorf("no SSH within boot_timeout %v", bootTimeout))
 	defer cancel()
+	if s, ok := r.board.Power.(power.Stopper); ok {
+		// A payload that dies while booting is reported at once.
+		go func() {
+			select {
+			case <-s.Stopped():
+				cancel()
+			case <-bctx.Done():
+			}
+		}()
+	}
 	c, err := remote.Wait(bctx, r.board.Remote)
 	if err != nil {
-		return nil, err
+		if st, _ := r.board.Power.State(ctx); st == power.Off && ctx.Err() == nil {
+			err = fmt.Errorf("payload went off while booting")
+		}
+		return nil, fmt.Errorf("%w%s", err, consoleTail(r.board.Console, 10))
 	}
 	if err := signal.CheckPrerequisites(ctx, c); err != nil {
 		c.Close()
@@ -357,6 +374,17 @@ func (r *run) powerOff() {
 	defer cancel()
 	err := r.board.Power.Off(ctx)
 	r.event(Event{Kind: KindPower, Name: "off", Detail: errText(err)})
+}
+
+// consoleTail returns the last n lines of the console file, for a reason.
+func consoleTail(name string, n int) string {
+	b, err := os.ReadFile(name)
+	if name == "" || err != nil || len(b) == 0 {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	lines = lines[max(0, len(lines)-n):]
+	return "; console tail:\n" + strings.Join(lines, "\n")
 }
 
 func errText(err error) string {

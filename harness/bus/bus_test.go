@@ -2,6 +2,7 @@ package bus_test
 
 import (
 	"context"
+	"net"
 	"os"
 	"reflect"
 	"strings"
@@ -137,5 +138,22 @@ func BenchmarkWindow(b *testing.B) {
 		if r := bs.Run(context.Background(), w); r.State != bus.Delivered || len(r.Objects) != 1 {
 			b.Fatalf("window %d: %+v", i, r)
 		}
+	}
+}
+
+// TestBootFailureShowsConsole: a payload that dies while booting aborts
+// the window at once, and the reason carries its console's last words.
+func TestBootFailureShowsConsole(t *testing.T) {
+	bs := openSim(t)
+	// Take the payload's port so that it cannot listen.
+	l, err := net.Listen("tcp", bs.Boards["refpayload"].Remote.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	r := bs.Run(context.Background(), bus.Window{ID: "11", User: "alice", Board: "refpayload", Start: time.Now(), Duration: time.Second})
+	if r.State != bus.Aborted || !strings.Contains(r.Reason, "payload went off while booting") ||
+		!strings.Contains(r.Reason, "address already in use") {
+		t.Errorf("result %+v, want aborted with the console's bind error", r)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -41,17 +42,19 @@ func Open(ctx context.Context, b *bench.Bench, dir string) (*Bus, error) {
 		return fail(fmt.Errorf("bus: bench %s: store.bucket %s: %w", b.File, b.Store.Bucket, err))
 	}
 	powers := map[string]power.Power{}
+	consoles := map[string]string{}
 	boards := make([]*bench.Board, len(b.Boards))
 	for i, bc := range b.Boards {
 		bc := *bc // the address may be resolved below; the bench stays as loaded
 		boards[i] = &bc
-		p, err := openPower(&bc, filepath.Join(dir, "boards", bc.Name))
+		p, console, err := openPower(&bc, filepath.Join(dir, "boards", bc.Name))
 		if err != nil {
 			return fail(err)
 		}
 		powers[bc.Name] = p
-		closers = append(closers, func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), 10e9)
+		consoles[bc.Name] = console.Name()
+		closers = append(closers, console.Close, func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			return p.Off(ctx)
 		})
@@ -61,6 +64,9 @@ func Open(ctx context.Context, b *bench.Bench, dir string) (*Bus, error) {
 	bus, err := New(&opened, st, filepath.Join(dir, "spool"), powers)
 	if err != nil {
 		return fail(err)
+	}
+	for name, console := range consoles {
+		bus.Boards[name].Console = console
 	}
 	bus.closers = closers
 	return bus, nil
@@ -117,44 +123,52 @@ func openStore(ctx context.Context, b *bench.Bench, dir string) (store.Store, fu
 
 // openPower builds a board's power. For kind process, the reference
 // payload is this same executable re-run as a child, serving SSH on the
-// board's address with its filesystem rooted under dir.
-func openPower(bc *bench.Board, dir string) (power.Power, error) {
+// board's address with its filesystem rooted under dir; its output goes to
+// dir/console.log, returned for the caller to close.
+func openPower(bc *bench.Board, dir string) (power.Power, *os.File, error) {
+	fail := func(err error) (power.Power, *os.File, error) {
+		return nil, nil, fmt.Errorf("bus: board %s (%s): %w", bc.Name, bc.File, err)
+	}
 	if bc.Power.Kind != "process" {
-		return nil, fmt.Errorf("bus: board %s (%s): power.kind %q is not supported yet (want process)", bc.Name, bc.File, bc.Power.Kind)
+		return fail(fmt.Errorf("power.kind %q is not supported yet (want process)", bc.Power.Kind))
 	}
 	if strings.HasSuffix(bc.Address, ":0") {
 		addr, err := FreeLoopbackPort()
 		if err != nil {
-			return nil, fmt.Errorf("bus: board %s: pick a port: %w", bc.Name, err)
+			return fail(fmt.Errorf("pick a port: %w", err))
 		}
 		bc.Address = addr
 	}
+	hostKey, err := filepath.Abs(bc.Power.HostKey)
+	if err != nil {
+		return fail(err)
+	}
 	root := filepath.Join(dir, "root")
 	if err := os.MkdirAll(root, 0o755); err != nil {
-		return nil, fmt.Errorf("bus: board %s: %w", bc.Name, err)
+		return fail(err)
 	}
 	rc, err := RemoteConfig(bc)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pub := filepath.Join(dir, "bus_key.pub")
 	if err := os.WriteFile(pub, ssh.MarshalAuthorizedKey(rc.Signer.PublicKey()), 0o644); err != nil {
-		return nil, fmt.Errorf("bus: board %s: %w", bc.Name, err)
-	}
-	console, err := os.OpenFile(filepath.Join(dir, "console.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("bus: board %s: %w", bc.Name, err)
+		return fail(err)
 	}
 	self, err := os.Executable()
 	if err != nil {
-		return nil, fmt.Errorf("bus: board %s: find the reference payload (this executable): %w", bc.Name, err)
+		return fail(fmt.Errorf("find the reference payload (this executable): %w", err))
+	}
+	console, err := os.OpenFile(filepath.Join(dir, "console.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return fail(err)
 	}
 	return &power.Process{
 		Name: bc.Name,
 		Path: self,
-		Args: []string{"--root", root, "--listen", bc.Address, "--host-key", bc.Power.HostKey,
+		Args: []string{"--root", root, "--listen", bc.Address, "--host-key", hostKey,
 			"--authorized-key", pub, "--user", bc.SSH.User},
 		Env:     append(os.Environ(), ChildEnv),
 		Console: console,
-	}, nil
+	}, console, nil
 }

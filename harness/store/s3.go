@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -110,9 +111,13 @@ func (s *S3) Put(ctx context.Context, bucket, key string, r io.Reader, size int6
 			return Object{}, opError("put", bucket, key, errors.New("reader has more than 0 bytes"))
 		}
 	}
+	body, err := exact(r, size)
+	if err != nil {
+		return Object{}, opError("put", bucket, key, err)
+	}
 	// Defaults on purpose: over plain HTTP minio-go signs every 64 KiB
 	// chunk of the body, which the embedded endpoint checks.
-	_, err = s.client.PutObject(ctx, bucket, key, &exactReader{r: r, size: size}, size, minio.PutObjectOptions{
+	_, err = s.client.PutObject(ctx, bucket, key, body, size, minio.PutObjectOptions{
 		ContentType:  ct,
 		UserMetadata: meta,
 	})
@@ -127,6 +132,28 @@ func (s *S3) Put(ctx context.Context, bucket, key string, r io.Reader, size int6
 		return o, opError("put", bucket, key, fmt.Errorf("stored %d bytes, want %d", o.Size, size))
 	}
 	return o, nil
+}
+
+// exact returns a reader of exactly size bytes from r, or fails. A file
+// is checked up front and read through a section, so minio-go sees an
+// io.ReaderAt and uploads its parts in parallel.
+func exact(r io.Reader, size int64) (io.Reader, error) {
+	f, ok := r.(*os.File)
+	if !ok {
+		return &exactReader{r: r, size: size}, nil
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	off, err := f.Seek(0, io.SeekCurrent)
+	if err != nil || !fi.Mode().IsRegular() {
+		return &exactReader{r: r, size: size}, nil // a pipe or device: read it as a stream
+	}
+	if left := fi.Size() - off; left != size {
+		return nil, fmt.Errorf("file %s holds %d bytes from offset %d, want %d", f.Name(), left, off, size)
+	}
+	return io.NewSectionReader(f, off, size), nil
 }
 
 // exactReader fails unless r holds exactly size bytes. minio-go would

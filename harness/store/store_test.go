@@ -334,3 +334,63 @@ func TestEmbeddedListPages(t *testing.T) {
 		}
 	}
 }
+
+// TestPutFile: a file goes up through io.ReaderAt (parts in parallel) from
+// its current offset, and a file whose length disagrees with size is
+// refused before anything is sent.
+func TestPutFile(t *testing.T) {
+	_, s := startEmbedded(t, t.TempDir())
+	ctx := context.Background()
+	if err := s.EnsureBucket(ctx, "files"); err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("0123456789abcdef"), (33<<20)/16) // 33 MiB: three parts
+	name := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(name, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		offset int64
+		size   int64
+		want   string // error substring; empty: ok
+	}{
+		{"whole", 0, int64(len(data)), ""},
+		{"from an offset", 5, int64(len(data)) - 5, ""},
+		{"size too small", 0, int64(len(data)) - 1, "want"},
+		{"size too large", 0, int64(len(data)) + 1, "want"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := os.Open(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			f.Seek(tt.offset, io.SeekStart)
+			key := "k/" + strings.ReplaceAll(tt.name, " ", "-")
+			_, err = s.Put(ctx, "files", key, f, tt.size, store.PutOptions{})
+			if tt.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("Put: %v, want an error containing %q", err, tt.want)
+				}
+				if _, err := s.Stat(ctx, "files", key); !store.IsNotFound(err) {
+					t.Errorf("a refused Put left an object: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc, err := s.Get(ctx, "files", key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(rc)
+			rc.Close()
+			if sha256.Sum256(got) != sha256.Sum256(data[tt.offset:]) {
+				t.Errorf("object differs from the file from offset %d (%d bytes back)", tt.offset, len(got))
+			}
+		})
+	}
+}
