@@ -156,4 +156,41 @@ func TestBootFailureShowsConsole(t *testing.T) {
 		!strings.Contains(r.Reason, "address already in use") {
 		t.Errorf("result %+v, want aborted with the console's bind error", r)
 	}
+	if testing.Verbose() {
+		t.Log(r.Reason)
+	}
+}
+
+// TestS3Credentials: a bench naming an S3 endpoint takes its credentials
+// from the environment; a missing variable is named, a secret never shown.
+func TestS3Credentials(t *testing.T) {
+	b, err := bench.Load("../../benches/sim.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Store.Kind, b.Store.Endpoint = "s3", "127.0.0.1:1" // nothing listens there
+	b.Store.AccessKeyEnv, b.Store.SecretKeyEnv = "HIL_TEST_ACCESS", "HIL_TEST_SECRET"
+
+	t.Setenv("HIL_TEST_ACCESS", "")
+	t.Setenv("HIL_TEST_SECRET", "")
+	_, err = bus.Open(context.Background(), b, t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "HIL_TEST_ACCESS and HIL_TEST_SECRET not set") {
+		t.Errorf("Open without credentials: %v, want both variables named", err)
+	}
+
+	const secret = "s3cr3t-do-not-print"
+	t.Setenv("HIL_TEST_ACCESS", "hil")
+	t.Setenv("HIL_TEST_SECRET", secret)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = bus.Open(ctx, b, t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Errorf("Open against a dead endpoint: %v, want an error naming it", err)
+	}
+	if testing.Verbose() {
+		t.Log(err)
+	}
+	if err != nil && strings.Contains(err.Error(), secret) {
+		t.Errorf("the error shows the secret: %v", err)
+	}
 }
