@@ -37,6 +37,9 @@ func (p *Process) On(ctx context.Context) error {
 	if p.running() {
 		return nil
 	}
+	if err := ctx.Err(); err != nil {
+		return &Error{Op: "on", Power: p.String(), Err: context.Cause(ctx)}
+	}
 	cmd := exec.Command(p.Path, p.Args...)
 	cmd.Env = p.Env
 	cmd.Stdout = p.Console
@@ -82,6 +85,13 @@ func (p *Process) Off(ctx context.Context) error {
 	case <-exited:
 		return nil
 	case <-ctx.Done():
+		// A process already gone is off whatever the context says;
+		// select alone would pick between the two at random.
+		select {
+		case <-exited:
+			return nil
+		default:
+		}
 		return &Error{Op: "off", Power: p.String(), Err: fmt.Errorf("process %d still running: %w", cmd.Process.Pid, context.Cause(ctx))}
 	}
 }

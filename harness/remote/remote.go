@@ -14,6 +14,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -32,6 +33,13 @@ type Config struct {
 	// never answers (no ARP, or a forwarded port whose guest is not
 	// listening yet), and Wait retries.
 	AttemptTimeout time.Duration
+}
+
+func (c Config) check() error {
+	if c.Address == "" || c.User == "" || c.Signer == nil || c.HostKey == nil {
+		return errors.New("remote: config needs Address, User, Signer and HostKey")
+	}
+	return nil
 }
 
 func (c Config) attemptTimeout() time.Duration {
@@ -72,13 +80,15 @@ func (e *ExitError) Error() string {
 type Client struct {
 	cfg  Config
 	conn *ssh.Client
+
+	mu   sync.Mutex // guards sftp
 	sftp *sftp.Client
 }
 
 // Dial makes one attempt to connect and authenticate.
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
-	if cfg.Address == "" || cfg.User == "" || cfg.Signer == nil || cfg.HostKey == nil {
-		return nil, errors.New("remote: config needs Address, User, Signer and HostKey")
+	if err := cfg.check(); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.attemptTimeout())
 	defer cancel()
@@ -119,8 +129,12 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 }
 
 // Wait dials until the payload answers SSH or ctx is done. A host key
-// mismatch or a refused login ends the wait at once: retrying cannot fix it.
+// mismatch, a refused login or an incomplete Config ends the wait at once:
+// retrying cannot fix it.
 func Wait(ctx context.Context, cfg Config) (*Client, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
 	retry := time.NewTicker(100 * time.Millisecond)
 	defer retry.Stop()
 	for {
@@ -151,6 +165,8 @@ func isAuthError(err error) bool {
 
 // Close closes the connection.
 func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.sftp != nil {
 		c.sftp.Close()
 	}
@@ -161,7 +177,7 @@ func (c *Client) Close() error {
 // nil); a non-zero exit is an *ExitError carrying standard error. When ctx
 // ends first the session is closed, which ends the command on the payload.
 func (c *Client) Run(ctx context.Context, cmd string, stdout io.Writer) error {
-	s, err := c.conn.NewSession()
+	s, err := c.newSession(ctx)
 	if err != nil {
 		return fmt.Errorf("remote: %s: new session for %q: %w", c.cfg.Address, cmd, err)
 	}
@@ -188,20 +204,52 @@ func (c *Client) Run(ctx context.Context, cmd string, stdout io.Writer) error {
 	}
 }
 
-// capped keeps the first max bytes written to it.
+// newSession opens a session, or gives up when ctx ends: over a dead link
+// the payload never answers the request. A session that opens after that
+// is closed at once.
+func (c *Client) newSession(ctx context.Context) (*ssh.Session, error) {
+	type result struct {
+		s   *ssh.Session
+		err error
+	}
+	opened := make(chan result, 1)
+	go func() {
+		s, err := c.conn.NewSession()
+		opened <- result{s, err}
+	}()
+	select {
+	case r := <-opened:
+		return r.s, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-opened; r.s != nil {
+				r.s.Close()
+			}
+		}()
+		return nil, context.Cause(ctx)
+	}
+}
+
+// capped keeps the first max bytes written to it. The buffer is a named
+// field, not embedded: an embedded bytes.Buffer would promote ReadFrom,
+// which io.Copy prefers to Write, and nothing would be capped.
 type capped struct {
-	bytes.Buffer
+	buf bytes.Buffer
 	max int
 }
 
 func (c *capped) Write(p []byte) (int, error) {
-	if room := c.max - c.Len(); room > 0 {
-		c.Buffer.Write(p[:min(room, len(p))])
+	if room := c.max - c.buf.Len(); room > 0 {
+		c.buf.Write(p[:min(room, len(p))])
 	}
 	return len(p), nil
 }
 
+func (c *capped) String() string { return c.buf.String() }
+
 func (c *Client) sftpClient() (*sftp.Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.sftp != nil {
 		return c.sftp, nil
 	}
@@ -219,12 +267,13 @@ func (c *Client) sftpClient() (*sftp.Client, error) {
 // withCtx runs f and aborts the whole connection if ctx ends first: an
 // SFTP call has no context, and a dead link must not hang the bus.
 func (c *Client) withCtx(ctx context.Context, f func(*sftp.Client) error) error {
-	sc, err := c.sftpClient()
-	if err != nil {
-		return err
-	}
+	// Armed before the SFTP session is opened, which waits for the
+	// payload's answer too.
 	stop := context.AfterFunc(ctx, func() { c.conn.Close() })
-	err = f(sc)
+	sc, err := c.sftpClient()
+	if err == nil {
+		err = f(sc)
+	}
 	if !stop() {
 		return fmt.Errorf("remote: %s: %w", c.cfg.Address, context.Cause(ctx))
 	}
