@@ -109,7 +109,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	context.AfterFunc(ctx, stop)
-	opts := steps.Options{Bench: *benchFile, Paths: paths, Tags: *tags, Format: *format, Output: stdout, Context: ctx}
+	opts := steps.Options{Bench: *benchFile, Paths: paths, Tags: *tags, Format: *format,
+		Output: stdout, NoColors: !isTerminal(stdout), Context: ctx}
 	if *verbose {
 		opts.Logf = func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }
 	}
@@ -142,4 +143,13 @@ func checkFormat(f string) error {
 		}
 	}
 	return nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

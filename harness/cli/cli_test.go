@@ -52,3 +52,16 @@ func TestParseInterleaved(t *testing.T) {
 		t.Errorf("status %d, stderr %q: the trailing --bench was not used", got, errb.String())
 	}
 }
+
+// TestNoColoursOffTerminal: output to a file or a pipe (CI logs) carries
+// no ANSI escapes.
+func TestNoColoursOffTerminal(t *testing.T) {
+	var out, errb bytes.Buffer
+	Main([]string{"run", "--bench", "../../benches/sim.yaml", "testdata/undefined.feature"}, &out, &errb)
+	if !strings.Contains(out.String(), "undefined") {
+		t.Fatalf("no report on stdout: %q", out.String())
+	}
+	if strings.Contains(out.String(), "\x1b[") {
+		t.Errorf("stdout holds ANSI escapes:\n%q", out.String())
+	}
+}

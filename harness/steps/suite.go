@@ -23,6 +23,8 @@ type Options struct {
 	Tags   string   // godog tag expression
 	Format string   // pretty (default), progress, junit:FILE, cucumber:FILE, ...
 	Output io.Writer
+	// NoColors turns off ANSI colours, for output that is not a terminal.
+	NoColors bool
 	// TestingT, when set, runs each scenario as a subtest of it.
 	TestingT *testing.T
 	// Logf receives progress lines (bus events as they happen); nil: quiet.
@@ -76,6 +78,7 @@ func Suite(opts Options) godog.TestSuite {
 			Paths:    paths,
 			Tags:     opts.Tags,
 			Strict:   true,
+			NoColors: opts.NoColors,
 			Output:   out,
 			TestingT: opts.TestingT,
 			// Steps derive their contexts from it.
