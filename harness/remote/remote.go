@@ -135,7 +135,10 @@ func Wait(ctx context.Context, cfg Config) (*Client, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	retry := time.NewTicker(100 * time.Millisecond)
+	// A local payload answers within milliseconds, a booting board within
+	// seconds: start retrying fast and back off.
+	delay := 10 * time.Millisecond
+	retry := time.NewTimer(delay)
 	defer retry.Stop()
 	for {
 		c, err := Dial(ctx, cfg)
@@ -150,6 +153,8 @@ func Wait(ctx context.Context, cfg Config) (*Client, error) {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("remote: %s did not answer SSH: %w (last error: %v)", cfg.Address, context.Cause(ctx), err)
 		case <-retry.C:
+			delay = min(2*delay, 250*time.Millisecond)
+			retry.Reset(delay)
 		}
 	}
 }
