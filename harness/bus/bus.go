@@ -134,13 +134,6 @@ func RemoteConfig(bc *bench.Board) (remote.Config, error) {
 	return remote.Config{Address: bc.Address, User: bc.SSH.User, Signer: signer, HostKey: hk}, nil
 }
 
-// abort ends a window early; its reason is the error's text.
-type abort struct{ err error }
-
-func (a abort) Error() string { return a.err.Error() }
-
-func aborted(format string, args ...any) error { return abort{fmt.Errorf(format, args...)} }
-
 // Run performs window w from start to end and returns how it ended. It
 // blocks until the window is delivered or aborted; cancelling ctx aborts
 // the window and cuts the payload's power.
@@ -182,7 +175,7 @@ func (r *run) do(ctx context.Context) (objs []store.Object, err error) {
 	// Everything that can be refused is refused before anything is sent.
 	r.board = r.bus.Boards[w.Board]
 	if r.board == nil {
-		return nil, aborted("window %s: no board %q on bench %s", w.ID, w.Board, r.bus.Bench.Name)
+		return nil, fmt.Errorf("window %s: no board %q on bench %s", w.ID, w.Board, r.bus.Bench.Name)
 	}
 	r.sw = signal.Window{ID: w.ID, User: w.User, End: w.End(), Tasking: w.Tasking, Uplinks: w.Uplinks}
 	if err := r.sw.Check(); err != nil {
@@ -192,7 +185,7 @@ func (r *run) do(ctx context.Context) (objs []store.Object, err error) {
 		return nil, err
 	}
 	if !r.bus.claim(w.Board) {
-		return nil, aborted("board %s already has a window in progress", w.Board)
+		return nil, fmt.Errorf("board %s already has a window in progress", w.Board)
 	}
 	defer r.bus.release(w.Board)
 
@@ -293,10 +286,10 @@ func (r *run) signal(ctx context.Context, c *remote.Client) error {
 	switch {
 	case errors.As(err, &ee):
 		r.event(Event{Kind: KindSignal, Name: "configure failed", Detail: fmt.Sprintf("exit %d: %s", ee.Status, ee.Stderr)})
-		return aborted("configure exited %d: %s", ee.Status, ee.Stderr)
+		return fmt.Errorf("configure exited %d: %s", ee.Status, ee.Stderr)
 	case errors.Is(err, signal.ErrConfigureTimeout):
 		r.event(Event{Kind: KindSignal, Name: "configure failed", Detail: err.Error()})
-		return aborted("configure did not return within %v", r.bus.Bench.Timing.ConfigureTimeout.D())
+		return fmt.Errorf("configure did not return within %v", r.bus.Bench.Timing.ConfigureTimeout.D())
 	case err != nil:
 		return err
 	}

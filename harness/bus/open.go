@@ -19,7 +19,9 @@ import (
 // ChildEnv marks a process started as the reference payload: the hil
 // binary (and every test binary that runs a sim bench) checks it first
 // thing and becomes the payload (see fixtures/payload.RunIfChild).
-const ChildEnv = "HIL_PAYLOAD_CHILD=1"
+const ChildEnv = childEnvName + "=1"
+
+const childEnvName = "HIL_PAYLOAD_CHILD"
 
 // Open builds the bus a bench describes, with everything it runs kept
 // under dir: the store (the embedded S3 endpoint, or the configured one),
@@ -154,6 +156,11 @@ func openPower(bc *bench.Board, dir string) (power.Power, *os.File, error) {
 	pub := filepath.Join(dir, "bus_key.pub")
 	if err := os.WriteFile(pub, ssh.MarshalAuthorizedKey(rc.Signer.PublicKey()), 0o644); err != nil {
 		return fail(err)
+	}
+	// A binary that forgot payload.RunIfChild would, as the payload, run
+	// its own main again (tests open benches): stop that at one level.
+	if os.Getenv(childEnvName) == "1" {
+		return fail(fmt.Errorf("this executable was started as the reference payload but did not become it: its main or TestMain must call payload.RunIfChild() first"))
 	}
 	self, err := os.Executable()
 	if err != nil {
