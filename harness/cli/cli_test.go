@@ -22,6 +22,7 @@ func TestMainErrors(t *testing.T) {
 		{"missing feature path", []string{"run", "--bench", "../../benches/sim.yaml", "nope.feature"}, 2, "feature path nope.feature: no such file or directory"},
 		{"missing bench", []string{"run", "--bench", "testdata/none.yaml", "testdata/undefined.feature"}, 2, "testdata/none.yaml"},
 		{"broken bench", []string{"run", "--bench", "testdata/broken-bench.yaml", "testdata/undefined.feature"}, 2, `testdata/broken-bench.yaml:7: colour: unknown key "colour"`},
+		{"all passed", []string{"run", "--bench", "../../benches/sim.yaml", "testdata/pass.feature"}, 0, ""},
 		{"no scenario matched", []string{"run", "--bench", "../../benches/sim.yaml", "--tags", "@nothing", "testdata/undefined.feature"}, 1, `no scenario in testdata/undefined.feature matched tags "@nothing"`},
 		{"undefined step fails", []string{"run", "--bench", "../../benches/sim.yaml", "--format", "progress", "testdata/undefined.feature"}, 1, ""},
 	}
