@@ -21,13 +21,16 @@ import (
 // thing and becomes the payload (see fixtures/payload.RunIfChild).
 const ChildEnv = childEnvName + "=1"
 
-const childEnvName = "HIL_PAYLOAD_CHILD"
+const childEnvName = "HIL_PAYLOAD_CHILD" // the name fixtures/payload.RunIfChild reads
 
 // Open builds the bus a bench describes, with everything it runs kept
 // under dir: the store (the embedded S3 endpoint, or the configured one),
 // each board's power and, on the sim bench, each reference payload's
 // filesystem. Close releases it all.
 func Open(ctx context.Context, b *bench.Bench, dir string) (*Bus, error) {
+	if b.Signaling != "v1" {
+		return nil, fmt.Errorf("bus: bench %s: signaling %s is not implemented yet; this bus speaks v1", b.File, b.Signaling)
+	}
 	var closers []func() error
 	fail := func(err error) (*Bus, error) {
 		for i := len(closers) - 1; i >= 0; i-- {
