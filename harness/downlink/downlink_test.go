@@ -2,21 +2,17 @@ package downlink_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/satbench/hil/fixtures/payload"
+	"github.com/satbench/hil/fixtures/payload/payloadtest"
 	"github.com/satbench/hil/harness/downlink"
 	"github.com/satbench/hil/harness/remote"
 	"github.com/satbench/hil/harness/store"
@@ -33,36 +29,14 @@ type rig struct {
 
 func newRig(t testing.TB) *rig {
 	t.Helper()
-	dir := t.TempDir()
-	signer := func() ssh.Signer {
-		_, k, _ := ed25519.GenerateKey(rand.Reader)
-		s, err := ssh.NewSignerFromKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	host, bus := signer(), signer()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := filepath.Join(dir, "root")
-	if err := os.Mkdir(root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() {
-		served <- payload.Serve(ctx, payload.Config{Root: root, Listener: l, HostKey: host,
-			AuthorizedKeys: []ssh.PublicKey{bus.PublicKey()}, Logf: func(string, ...any) {}})
-	}()
-	t.Cleanup(func() { cancel(); <-served })
-	c, err := remote.Wait(ctx, remote.Config{Address: l.Addr().String(), User: "signaling", Signer: bus, HostKey: host.PublicKey()})
+	p := payloadtest.Start(t, payloadtest.Options{})
+	ctx := t.Context()
+	c, err := remote.Wait(ctx, remote.Config{Address: p.Addr, User: "signaling", Signer: p.ClientKey, HostKey: p.HostKey.PublicKey()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	dir := t.TempDir()
 	e, err := store.StartEmbedded(ctx, filepath.Join(dir, "s3"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +49,7 @@ func newRig(t testing.TB) *rig {
 	if err := st.EnsureBucket(ctx, "down"); err != nil {
 		t.Fatal(err)
 	}
-	return &rig{root: root, c: c, st: st, dl: &downlink.Downlink{
+	return &rig{root: p.Root, c: c, st: st, dl: &downlink.Downlink{
 		Store: st, Bucket: "down", Prefix: "cust", Satellite: "FM1", SpoolDir: filepath.Join(dir, "spool"),
 	}}
 }

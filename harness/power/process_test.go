@@ -3,9 +3,6 @@ package power_test
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"errors"
 	"io/fs"
 	"net"
@@ -19,15 +16,11 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/satbench/hil/fixtures/payload"
+	"github.com/satbench/hil/fixtures/payload/payloadtest"
 	"github.com/satbench/hil/harness/power"
 	"github.com/satbench/hil/harness/power/powertest"
 	"github.com/satbench/hil/harness/remote"
 )
-
-// waitLimit bounds every wait for an event. The events come in
-// milliseconds; the margin is for -race on a loaded machine. Reaching it
-// is a failure, never a timing measurement.
-const waitLimit = 30 * time.Second
 
 // TestMain lets this test binary be the reference payload: power.Process
 // re-executes it with HIL_PAYLOAD_CHILD=1, as the sim bench does the hil
@@ -84,8 +77,8 @@ func (c *console) waitListening(t *testing.T) string {
 	select {
 	case addr := <-c.listening:
 		return addr
-	case <-time.After(waitLimit):
-		t.Fatalf("no \"payload: listening on\" line on the console within %v", waitLimit)
+	case <-time.After(payloadtest.WaitLimit):
+		t.Fatalf("no \"payload: listening on\" line on the console within %v", payloadtest.WaitLimit)
 		return ""
 	}
 }
@@ -107,39 +100,13 @@ func newPayloadProcess(t *testing.T) *payloadProcess {
 	if err := os.Mkdir(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	_, hostPriv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(hostPriv, "refpayload host key")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hostKeyFile := filepath.Join(dir, "host_ed25519")
-	if err := os.WriteFile(hostKeyFile, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	hostSigner, err := ssh.NewSignerFromKey(hostPriv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, busPriv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	busSigner, err := ssh.NewSignerFromKey(busPriv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	busPubFile := filepath.Join(dir, "bus_ed25519.pub")
-	if err := os.WriteFile(busPubFile, ssh.MarshalAuthorizedKey(busSigner.PublicKey()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	hostKey, hostKeyFile, _ := payloadtest.NewKeyFiles(t, dir, "host_ed25519")
+	busKey, _, busPubFile := payloadtest.NewKeyFiles(t, dir, "bus_ed25519")
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	pp := &payloadProcess{console: newConsole(), hostKey: hostSigner.PublicKey(), busKey: busSigner}
+	pp := &payloadProcess{console: newConsole(), hostKey: hostKey.PublicKey(), busKey: busKey}
 	pp.p = &power.Process{
 		Name: "refpayload",
 		Path: self,
@@ -149,7 +116,7 @@ func newPayloadProcess(t *testing.T) *payloadProcess {
 		Console: pp.console,
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		ctx, cancel := context.WithTimeout(context.Background(), payloadtest.WaitLimit)
 		defer cancel()
 		if err := pp.p.Off(ctx); err != nil {
 			t.Errorf("Off at cleanup: %v", err)
@@ -172,7 +139,7 @@ func (pp *payloadProcess) start(t *testing.T) (addr string, c *remote.Client) {
 		t.Fatalf("On: %v", err)
 	}
 	addr = pp.console.waitListening(t)
-	ctx, cancel := context.WithTimeout(t.Context(), waitLimit)
+	ctx, cancel := context.WithTimeout(t.Context(), payloadtest.WaitLimit)
 	defer cancel()
 	c, err := remote.Wait(ctx, pp.remoteConfig(addr))
 	if err != nil {
@@ -184,7 +151,7 @@ func (pp *payloadProcess) start(t *testing.T) (addr string, c *remote.Client) {
 
 func wantState(t *testing.T, p power.Power, want power.State) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), waitLimit)
+	ctx, cancel := context.WithTimeout(t.Context(), payloadtest.WaitLimit)
 	defer cancel()
 	st, err := p.State(ctx)
 	if err != nil || st != want {
@@ -235,8 +202,8 @@ func TestStopsByItself(t *testing.T) {
 	}
 	select {
 	case <-stopped:
-	case <-time.After(waitLimit):
-		t.Fatalf("Stopped() still open %v after halt (halt returned %v)", waitLimit, err)
+	case <-time.After(payloadtest.WaitLimit):
+		t.Fatalf("Stopped() still open %v after halt (halt returned %v)", payloadtest.WaitLimit, err)
 	}
 	wantState(t, pp.p, power.Off)
 	if !isClosed(pp.p.Stopped()) {
@@ -258,7 +225,7 @@ func TestOffKills(t *testing.T) {
 	pp := newPayloadProcess(t)
 	addr, c := pp.start(t)
 	stopped := pp.p.Stopped()
-	ctx, cancel := context.WithTimeout(t.Context(), waitLimit)
+	ctx, cancel := context.WithTimeout(t.Context(), payloadtest.WaitLimit)
 	defer cancel()
 	if err := pp.p.Off(ctx); err != nil {
 		t.Fatalf("Off: %v", err)
@@ -286,7 +253,7 @@ func TestOffKills(t *testing.T) {
 func TestOffAfterStopWithDoneContext(t *testing.T) {
 	pp := newPayloadProcess(t)
 	pp.start(t)
-	ctx, cancel := context.WithTimeout(t.Context(), waitLimit)
+	ctx, cancel := context.WithTimeout(t.Context(), payloadtest.WaitLimit)
 	defer cancel()
 	if err := pp.p.Off(ctx); err != nil {
 		t.Fatalf("Off: %v", err)

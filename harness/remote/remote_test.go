@@ -3,8 +3,6 @@ package remote_test
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -22,84 +20,9 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/satbench/hil/fixtures/payload"
+	"github.com/satbench/hil/fixtures/payload/payloadtest"
 	"github.com/satbench/hil/harness/remote"
 )
-
-// waitLimit bounds every wait for an event. The events come in
-// milliseconds; the margin is for -race on a loaded machine. Reaching it
-// is a failure, never a timing measurement.
-const waitLimit = 30 * time.Second
-
-func newSigner(t testing.TB) ssh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-// logRecorder is the payload's Config.Logf: it keeps every line and lets a
-// test wait for one without polling.
-type logRecorder struct {
-	mu      sync.Mutex
-	lines   []string
-	changed chan struct{} // closed and replaced on every new line
-}
-
-func newLogRecorder() *logRecorder { return &logRecorder{changed: make(chan struct{})} }
-
-func (r *logRecorder) logf(format string, args ...any) {
-	line := fmt.Sprintf(format, args...)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.lines = append(r.lines, line)
-	close(r.changed)
-	r.changed = make(chan struct{})
-}
-
-func (r *logRecorder) String() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return strings.Join(r.lines, "\n")
-}
-
-// wait returns the first line holding every one of parts, waiting for it
-// up to waitLimit.
-func (r *logRecorder) wait(t testing.TB, parts ...string) string {
-	t.Helper()
-	deadline := time.NewTimer(waitLimit)
-	defer deadline.Stop()
-	for {
-		r.mu.Lock()
-		changed := r.changed
-		for _, line := range r.lines {
-			if containsAll(line, parts) {
-				r.mu.Unlock()
-				return line
-			}
-		}
-		r.mu.Unlock()
-		select {
-		case <-changed:
-		case <-deadline.C:
-			t.Fatalf("no payload log line with %q within %v", parts, waitLimit)
-		}
-	}
-}
-
-func containsAll(s string, parts []string) bool {
-	for _, p := range parts {
-		if !strings.Contains(s, p) {
-			return false
-		}
-	}
-	return true
-}
 
 // countingListener counts the connections it accepts and closes the first
 // drop of them at once, as a payload still booting would.
@@ -123,14 +46,11 @@ func (l *countingListener) Accept() (net.Conn, error) {
 	}
 }
 
-// rig is a reference payload served in-process over loopback SSH.
+// rig is a reference payload served in-process over loopback SSH, behind
+// a listener that counts connections.
 type rig struct {
-	addr    string
-	root    string // host directory that is the payload's "/"
-	hostKey ssh.Signer
-	busKey  ssh.Signer // the key the payload authorizes
-	ln      *countingListener
-	logs    *logRecorder
+	*payloadtest.Payload
+	ln *countingListener
 }
 
 // startPayload serves a payload until the test ends. The first drop
@@ -141,43 +61,12 @@ func startPayload(t *testing.T, drop int64) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{
-		addr:    l.Addr().String(),
-		root:    filepath.Join(t.TempDir(), "root"),
-		hostKey: newSigner(t),
-		busKey:  newSigner(t),
-		ln:      &countingListener{Listener: l, drop: drop},
-		logs:    newLogRecorder(),
-	}
-	if err := os.Mkdir(r.root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() {
-		served <- payload.Serve(ctx, payload.Config{Root: r.root, Listener: r.ln, HostKey: r.hostKey,
-			AuthorizedKeys: []ssh.PublicKey{r.busKey.PublicKey()}, Logf: r.logs.logf})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-served:
-			if err != nil {
-				t.Errorf("payload.Serve: %v", err)
-			}
-		case <-time.After(waitLimit):
-			t.Errorf("payload.Serve still running %v after cancel", waitLimit)
-		}
-		if t.Failed() {
-			t.Logf("payload log:\n%s", r.logs)
-		}
-	})
-	r.logs.wait(t, "payload: serving") // the root is prepared
-	return r
+	ln := &countingListener{Listener: l, drop: drop}
+	return &rig{Payload: payloadtest.Start(t, payloadtest.Options{Listener: ln}), ln: ln}
 }
 
 func (r *rig) config() remote.Config {
-	return remote.Config{Address: r.addr, User: "signaling", Signer: r.busKey, HostKey: r.hostKey.PublicKey()}
+	return remote.Config{Address: r.Addr, User: "signaling", Signer: r.ClientKey, HostKey: r.HostKey.PublicKey()}
 }
 
 // dial opens a client closed at the end of the test.
@@ -191,13 +80,10 @@ func (r *rig) dial(t *testing.T) *remote.Client {
 	return c
 }
 
-// host is the host path of payload path p.
-func (r *rig) host(p string) string { return filepath.Join(r.root, filepath.FromSlash(p)) }
-
 // hostNames lists the host directory of payload path dir.
 func (r *rig) hostNames(t *testing.T, dir string) []string {
 	t.Helper()
-	entries, err := os.ReadDir(r.host(dir))
+	entries, err := os.ReadDir(r.Host(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +112,7 @@ func TestConnect(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := startPayload(t, tc.drop)
-			ctx, cancel := context.WithTimeout(t.Context(), waitLimit)
+			ctx, cancel := context.WithTimeout(t.Context(), payloadtest.WaitLimit)
 			defer cancel()
 			c, err := tc.connect(ctx, r.config())
 			if err != nil {
@@ -240,7 +126,7 @@ func TestConnect(t *testing.T) {
 			if err := c.Run(ctx, "/usr/bin/exit 0", nil); err != nil {
 				t.Errorf("Run on the new client: %v", err)
 			}
-			r.logs.wait(t, "login ok", `user="signaling"`)
+			r.Log.Wait(t, "login ok", `user="signaling"`)
 		})
 	}
 }
@@ -258,24 +144,24 @@ func TestRefusedAtOnce(t *testing.T) {
 		{
 			name: "host key mismatch",
 			setup: func(t *testing.T, r *rig, cfg *remote.Config) {
-				cfg.HostKey = newSigner(t).PublicKey()
+				cfg.HostKey = payloadtest.NewSigner(t).PublicKey()
 			},
 			check: func(t *testing.T, r *rig, cfg remote.Config, err error) {
 				var hk *remote.HostKeyError
 				if !errors.As(err, &hk) {
 					t.Fatalf("got %v (%T), want a *remote.HostKeyError", err, err)
 				}
-				if hk.Address != r.addr ||
-					!bytes.Equal(hk.Got.Marshal(), r.hostKey.PublicKey().Marshal()) ||
+				if hk.Address != r.Addr ||
+					!bytes.Equal(hk.Got.Marshal(), r.HostKey.PublicKey().Marshal()) ||
 					!bytes.Equal(hk.Want.Marshal(), cfg.HostKey.Marshal()) {
 					t.Errorf("HostKeyError{%s, got %s, want %s}; want {%s, got %s, want %s}",
 						hk.Address, ssh.FingerprintSHA256(hk.Got), ssh.FingerprintSHA256(hk.Want),
-						r.addr, ssh.FingerprintSHA256(r.hostKey.PublicKey()), ssh.FingerprintSHA256(cfg.HostKey))
+						r.Addr, ssh.FingerprintSHA256(r.HostKey.PublicKey()), ssh.FingerprintSHA256(cfg.HostKey))
 				}
 				msg := err.Error()
 				for _, want := range []string{
-					r.addr,
-					ssh.FingerprintSHA256(r.hostKey.PublicKey()), // what the payload presented
+					r.Addr,
+					ssh.FingerprintSHA256(r.HostKey.PublicKey()), // what the payload presented
 					ssh.FingerprintSHA256(cfg.HostKey),           // what the board pins
 				} {
 					if !strings.Contains(msg, want) {
@@ -287,13 +173,13 @@ func TestRefusedAtOnce(t *testing.T) {
 		{
 			name: "key not authorized",
 			setup: func(t *testing.T, r *rig, cfg *remote.Config) {
-				cfg.Signer = newSigner(t)
+				cfg.Signer = payloadtest.NewSigner(t)
 			},
 			check: func(t *testing.T, r *rig, cfg remote.Config, err error) {
-				if !strings.Contains(err.Error(), "unable to authenticate") || !strings.Contains(err.Error(), r.addr) {
-					t.Errorf("got %v, want an authentication failure naming %s", err, r.addr)
+				if !strings.Contains(err.Error(), "unable to authenticate") || !strings.Contains(err.Error(), r.Addr) {
+					t.Errorf("got %v, want an authentication failure naming %s", err, r.Addr)
 				}
-				r.logs.wait(t, "login refused", ssh.FingerprintSHA256(cfg.Signer.PublicKey()), "key not authorized")
+				r.Log.Wait(t, "login refused", ssh.FingerprintSHA256(cfg.Signer.PublicKey()), "key not authorized")
 			},
 		},
 		{
@@ -302,10 +188,10 @@ func TestRefusedAtOnce(t *testing.T) {
 				cfg.User = "root"
 			},
 			check: func(t *testing.T, r *rig, cfg remote.Config, err error) {
-				if !strings.Contains(err.Error(), "unable to authenticate") || !strings.Contains(err.Error(), "root@"+r.addr) {
-					t.Errorf("got %v, want an authentication failure naming root@%s", err, r.addr)
+				if !strings.Contains(err.Error(), "unable to authenticate") || !strings.Contains(err.Error(), "root@"+r.Addr) {
+					t.Errorf("got %v, want an authentication failure naming root@%s", err, r.Addr)
 				}
-				r.logs.wait(t, "login refused", `user="root"`, "user not allowed")
+				r.Log.Wait(t, "login refused", `user="root"`, "user not allowed")
 			},
 		},
 	} {
@@ -317,7 +203,7 @@ func TestRefusedAtOnce(t *testing.T) {
 				r := startPayload(t, 0)
 				cfg := r.config()
 				tc.setup(t, r, &cfg)
-				ctx, cancel := context.WithTimeout(t.Context(), waitLimit)
+				ctx, cancel := context.WithTimeout(t.Context(), payloadtest.WaitLimit)
 				defer cancel()
 				c, err := connect.f(ctx, cfg)
 				if err == nil {
@@ -421,13 +307,13 @@ func TestWaitGivesUp(t *testing.T) {
 				})
 				return l.Addr().String(), ctx
 			},
-			attempt:   waitLimit, // only the cancel can end the attempt
+			attempt:   payloadtest.WaitLimit, // only the cancel can end the attempt
 			wantCause: errAbort,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addr, ctx := tc.start(t)
-			cfg := remote.Config{Address: addr, User: "signaling", Signer: newSigner(t), HostKey: newSigner(t).PublicKey(),
+			cfg := remote.Config{Address: addr, User: "signaling", Signer: payloadtest.NewSigner(t), HostKey: payloadtest.NewSigner(t).PublicKey(),
 				AttemptTimeout: tc.attempt}
 			res := make(chan error, 1)
 			go func() {
@@ -440,8 +326,8 @@ func TestWaitGivesUp(t *testing.T) {
 			var err error
 			select {
 			case err = <-res:
-			case <-time.After(waitLimit):
-				t.Fatalf("Wait still running %v after its context ended", waitLimit)
+			case <-time.After(payloadtest.WaitLimit):
+				t.Fatalf("Wait still running %v after its context ended", payloadtest.WaitLimit)
 			}
 			if ctx.Err() == nil {
 				t.Fatalf("Wait returned %v before its context ended", err)
@@ -477,7 +363,7 @@ func TestConfigRefused(t *testing.T) {
 			t.Run(tc.name+"/"+connect.name, func(t *testing.T) {
 				cfg := r.config()
 				tc.clear(&cfg)
-				ctx, cancel := context.WithTimeout(t.Context(), waitLimit)
+				ctx, cancel := context.WithTimeout(t.Context(), payloadtest.WaitLimit)
 				defer cancel()
 				c, err := connect.f(ctx, cfg)
 				if err == nil {
@@ -557,18 +443,18 @@ func TestRunCancelled(t *testing.T) {
 	defer cancel(nil)
 	res := make(chan error, 1)
 	go func() { res <- c.Run(ctx, cmd, nil) }()
-	r.logs.wait(t, "exec user=signaling", fmt.Sprintf("cmd=%q", cmd)) // the payload runs it
+	r.Log.Wait(t, "exec user=signaling", fmt.Sprintf("cmd=%q", cmd)) // the payload runs it
 	cancel(errAbort)
 	select {
 	case err := <-res:
-		if !errors.Is(err, errAbort) || !strings.Contains(err.Error(), cmd) || !strings.Contains(err.Error(), r.addr) {
-			t.Errorf("Run: %v; want an error naming %s and %q, wrapping %v", err, r.addr, cmd, errAbort)
+		if !errors.Is(err, errAbort) || !strings.Contains(err.Error(), cmd) || !strings.Contains(err.Error(), r.Addr) {
+			t.Errorf("Run: %v; want an error naming %s and %q, wrapping %v", err, r.Addr, cmd, errAbort)
 		}
-	case <-time.After(waitLimit):
-		t.Fatalf("Run of %q still running %v after its context was cancelled", cmd, waitLimit)
+	case <-time.After(payloadtest.WaitLimit):
+		t.Fatalf("Run of %q still running %v after its context was cancelled", cmd, payloadtest.WaitLimit)
 	}
 	// Closing the session ended the program (143: as if by SIGTERM).
-	r.logs.wait(t, "exec end", fmt.Sprintf("cmd=%q", cmd), "exit=143")
+	r.Log.Wait(t, "exec end", fmt.Sprintf("cmd=%q", cmd), "exit=143")
 	if err := c.Run(t.Context(), "/usr/bin/exit 0", nil); err != nil {
 		t.Errorf("Run after a cancelled Run: %v; the connection should survive", err)
 	}
@@ -630,10 +516,10 @@ func TestPut(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			want := content(tc.size, uint64(i))
 			if tc.existing {
-				if err := os.MkdirAll(filepath.Dir(r.host(tc.path)), 0o755); err != nil {
+				if err := os.MkdirAll(filepath.Dir(r.Host(tc.path)), 0o755); err != nil {
 					t.Fatal(err)
 				}
-				if err := os.WriteFile(r.host(tc.path), []byte("old content, longer than nothing"), 0o666); err != nil {
+				if err := os.WriteFile(r.Host(tc.path), []byte("old content, longer than nothing"), 0o666); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -644,14 +530,14 @@ func TestPut(t *testing.T) {
 			if err := c.Put(t.Context(), tc.path, src, tc.mode); err != nil {
 				t.Fatalf("Put: %v", err)
 			}
-			got, err := os.ReadFile(r.host(tc.path))
+			got, err := os.ReadFile(r.Host(tc.path))
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !bytes.Equal(got, want) {
 				t.Errorf("%s holds %d bytes, not the %d put", tc.path, len(got), len(want))
 			}
-			fi, err := os.Stat(r.host(tc.path))
+			fi, err := os.Stat(r.Host(tc.path))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -691,10 +577,10 @@ func TestPutReaderFails(t *testing.T) {
 			name := dir + "/app.bin"
 			old := []byte("the version before")
 			if tc.existing {
-				if err := os.MkdirAll(r.host(dir), 0o755); err != nil {
+				if err := os.MkdirAll(r.Host(dir), 0o755); err != nil {
 					t.Fatal(err)
 				}
-				if err := os.WriteFile(r.host(name), old, 0o644); err != nil {
+				if err := os.WriteFile(r.Host(name), old, 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -705,7 +591,7 @@ func TestPutReaderFails(t *testing.T) {
 			if names := r.hostNames(t, dir); slices.ContainsFunc(names, isPartial) {
 				t.Errorf("partial file left behind: %s holds %q", dir, names)
 			}
-			got, herr := os.ReadFile(r.host(name))
+			got, herr := os.ReadFile(r.Host(name))
 			switch {
 			case tc.existing && !bytes.Equal(got, old):
 				t.Errorf("%s now holds %d bytes (%v); want the previous file intact", name, len(got), herr)
@@ -777,7 +663,7 @@ func TestRoundTrip(t *testing.T) {
 	if _, err := c.Stat(ctx, "/outbox/rt/x.bin"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Stat after Remove: %v, want not exist", err)
 	}
-	if _, err := os.Stat(r.host("/outbox/rt/x.bin")); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(r.Host("/outbox/rt/x.bin")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("host file after Remove: %v, want gone", err)
 	}
 	if names := list(); !slices.Equal(names, []string{"y.txt"}) {
@@ -838,8 +724,8 @@ func TestSFTPContextDone(t *testing.T) {
 	errAbort := errors.New("window aborted")
 	ctx, cancel := context.WithCancelCause(t.Context())
 	cancel(errAbort)
-	if _, err := c.Stat(ctx, "/outbox"); !errors.Is(err, errAbort) || !strings.Contains(err.Error(), r.addr) {
-		t.Errorf("Stat with a cancelled context: %v; want an error naming %s, wrapping %v", err, r.addr, errAbort)
+	if _, err := c.Stat(ctx, "/outbox"); !errors.Is(err, errAbort) || !strings.Contains(err.Error(), r.Addr) {
+		t.Errorf("Stat with a cancelled context: %v; want an error naming %s, wrapping %v", err, r.Addr, errAbort)
 	}
 	if err := c.Run(t.Context(), "/usr/bin/exit 0", nil); err == nil {
 		t.Error("Run after an aborted SFTP call succeeded; want the connection closed")
@@ -948,7 +834,7 @@ func TestDeadLink(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			px := newLinkProxy(t, r.addr)
+			px := newLinkProxy(t, r.Addr)
 			cfg := r.config()
 			cfg.Address = px.addr
 			c, err := remote.Dial(t.Context(), cfg)
@@ -971,8 +857,8 @@ func TestDeadLink(t *testing.T) {
 				if !errors.Is(err, errLinkDown) || !strings.Contains(err.Error(), px.addr) {
 					t.Errorf("%s on a dead link: %v; want an error naming %s, wrapping %v", tc.name, err, px.addr, errLinkDown)
 				}
-			case <-time.After(waitLimit):
-				t.Fatalf("%s on a dead link still blocked %v after its context ended", tc.name, waitLimit)
+			case <-time.After(payloadtest.WaitLimit):
+				t.Fatalf("%s on a dead link still blocked %v after its context ended", tc.name, payloadtest.WaitLimit)
 			}
 		})
 	}
