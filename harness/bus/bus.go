@@ -207,11 +207,25 @@ func (r *run) do(ctx context.Context) (objs []store.Object, err error) {
 		r.powerOff()
 		return nil, err
 	}
-	items, err := r.end(ctx, c)
-	if err != nil {
-		return nil, err
+	// What was swept is delivered even when the sweep failed for some
+	// files: those left the payload and exist only in the spool.
+	items, serr := r.end(ctx, c)
+	objs, derr := r.downlink(ctx, items)
+	return objs, joinErrs(serr, derr)
+}
+
+// joinErrs joins errors on one line, for a window's reason.
+func joinErrs(errs ...error) error {
+	var msgs []string
+	for _, err := range errs {
+		if err != nil {
+			msgs = append(msgs, strings.ReplaceAll(err.Error(), "\n", "; "))
+		}
 	}
-	return r.downlink(ctx, items)
+	if len(msgs) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }
 
 func (b *Bus) claim(board string) bool {
@@ -317,8 +331,7 @@ func (r *run) end(ctx context.Context, c *remote.Client) ([]downlink.Item, error
 		r.event(Event{Kind: KindDownlink, Name: "swept", Detail: fmt.Sprintf("%s (%d bytes, sha256 %s)", it.Name, it.Size, it.SHA256)})
 	}
 	if err != nil {
-		r.powerOff()
-		return nil, err
+		r.event(Event{Kind: KindError, Name: "sweep failed", Detail: err.Error()})
 	}
 	// The payload halts while answering, so a dropped session is expected.
 	serr := signal.Shutdown(ctx, c)
@@ -326,7 +339,7 @@ func (r *run) end(ctx context.Context, c *remote.Client) ([]downlink.Item, error
 	r.waitHalt(ctx)
 	r.powerOff()
 	r.state(Off, "")
-	return items, nil
+	return items, err
 }
 
 // waitHalt gives the payload the shutdown grace time to stop by itself.
@@ -350,15 +363,18 @@ func (r *run) waitHalt(ctx context.Context) {
 func (r *run) downlink(ctx context.Context, items []downlink.Item) ([]store.Object, error) {
 	r.state(Downlinking, fmt.Sprintf("%d files", len(items)))
 	var objs []store.Object
+	var errs []error
 	for _, it := range items {
 		obj, err := r.bus.Downlink.Deliver(ctx, it)
 		if err != nil {
-			return objs, err
+			r.event(Event{Kind: KindError, Name: "delivery failed", Detail: err.Error()})
+			errs = append(errs, err)
+			continue
 		}
 		objs = append(objs, obj)
 		r.event(Event{Kind: KindDownlink, Name: "delivered", Detail: fmt.Sprintf("s3://%s/%s (%d bytes)", obj.Bucket, obj.Key, obj.Size)})
 	}
-	return objs, nil
+	return objs, errors.Join(errs...)
 }
 
 // powerOff cuts power even when the window's context is gone.

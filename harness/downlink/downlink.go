@@ -14,6 +14,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -94,7 +95,8 @@ func keySafe(name string) string {
 
 // Sweep copies every regular file in dir on the payload into the spool,
 // checking each copy's length against the listing, then removes the
-// original. Files already spooled are returned even when a later one fails.
+// original. A file that fails stays on the payload and the sweep goes on:
+// the files spooled are returned with the failures joined in the error.
 func (d *Downlink) Sweep(ctx context.Context, src Source, dir string, it Item) ([]Item, error) {
 	fis, err := src.ReadDir(ctx, dir)
 	if err != nil {
@@ -103,20 +105,28 @@ func (d *Downlink) Sweep(ctx context.Context, src Source, dir string, it Item) (
 	if err := os.MkdirAll(d.SpoolDir, 0o700); err != nil {
 		return nil, fmt.Errorf("downlink: spool: %w", err)
 	}
+	// In name order, so that sweeps and their logs are repeatable.
+	slices.SortFunc(fis, func(a, b fs.FileInfo) int { return strings.Compare(a.Name(), b.Name()) })
 	var items []Item
+	var errs []error
 	for _, fi := range fis {
 		if !fi.Mode().IsRegular() {
 			continue
+		}
+		if ctx.Err() != nil {
+			errs = append(errs, fmt.Errorf("downlink: sweep %s: %w", dir, context.Cause(ctx)))
+			break
 		}
 		one := it
 		one.Name = fi.Name()
 		got, err := d.spool(ctx, src, path.Join(dir, fi.Name()), fi.Size(), one)
 		if err != nil {
-			return items, err
+			errs = append(errs, err)
+			continue
 		}
 		items = append(items, got)
 	}
-	return items, nil
+	return items, errors.Join(errs...)
 }
 
 func (d *Downlink) spool(ctx context.Context, src Source, name string, size int64, it Item) (Item, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -166,5 +167,42 @@ func BenchmarkSweepToS3(b *testing.B) {
 		if _, err := r.dl.Deliver(ctx, items[0]); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// failing is the real payload with one file that cannot be read.
+type failing struct {
+	downlink.Source
+	name string
+}
+
+func (f failing) Get(ctx context.Context, name string, w io.Writer) (int64, error) {
+	if name == f.name {
+		return 0, errors.New("injected read failure")
+	}
+	return f.Source.Get(ctx, name, w)
+}
+
+// TestSweepGoesOn: a file that fails stays on the payload, named in the
+// error, and every other file is still swept.
+func TestSweepGoesOn(t *testing.T) {
+	r := newRig(t)
+	for _, name := range []string{"a", "b", "c"} {
+		r.put(t, name, 10)
+	}
+	items, err := r.dl.Sweep(context.Background(), failing{r.c, "/outbox/b"}, "/outbox", downlink.Item{Window: "7", Source: "outbox"})
+	if err == nil || !strings.Contains(err.Error(), "/outbox/b") || !strings.Contains(err.Error(), "injected read failure") {
+		t.Errorf("sweep error %v, want one naming /outbox/b and its cause", err)
+	}
+	var got []string
+	for _, it := range items {
+		got = append(got, it.Name)
+	}
+	if strings.Join(got, ",") != "a,c" {
+		t.Errorf("swept %v, want a and c", got)
+	}
+	left, _ := os.ReadDir(filepath.Join(r.root, "outbox"))
+	if len(left) != 1 || left[0].Name() != "b" {
+		t.Errorf("outbox holds %v, want only b (the file that failed)", left)
 	}
 }
