@@ -4,8 +4,9 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/satbench/hil/internal/waitlog"
 )
 
 // Kind classifies an event.
@@ -50,62 +51,31 @@ func (e Event) String() string {
 // Log is the bus's event log: append-only, and waitable so that steps and
 // the bus itself wait for events instead of sleeping.
 type Log struct {
-	mu      sync.Mutex
-	events  []Event
-	changed chan struct{} // closed and replaced on every append
+	log waitlog.Log[Event]
 	// OnAppend, if set, sees each event as it is appended (for progress output).
 	OnAppend func(Event)
 }
 
 // Append adds e, stamping its sequence number and, if unset, its time.
 func (l *Log) Append(e Event) Event {
-	l.mu.Lock()
-	if e.Time.IsZero() {
-		e.Time = time.Now()
-	}
-	e.Seq = len(l.events)
-	l.events = append(l.events, e)
-	if l.changed != nil {
-		close(l.changed)
-		l.changed = nil
-	}
-	on := l.OnAppend
-	l.mu.Unlock()
-	if on != nil {
-		on(e)
+	e = l.log.AppendWith(func(seq int) Event {
+		if e.Time.IsZero() {
+			e.Time = time.Now()
+		}
+		e.Seq = seq
+		return e
+	})
+	if l.OnAppend != nil {
+		l.OnAppend(e)
 	}
 	return e
 }
 
 // Events returns a copy of every event so far.
-func (l *Log) Events() []Event {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]Event(nil), l.events...)
-}
+func (l *Log) Events() []Event { return l.log.All() }
 
 // Wait returns the first event, from the start of the log, for which match
 // is true, waiting for it until ctx is done.
 func (l *Log) Wait(ctx context.Context, match func(Event) bool) (Event, error) {
-	next := 0
-	for {
-		l.mu.Lock()
-		for ; next < len(l.events); next++ {
-			if match(l.events[next]) {
-				e := l.events[next]
-				l.mu.Unlock()
-				return e, nil
-			}
-		}
-		if l.changed == nil {
-			l.changed = make(chan struct{})
-		}
-		changed := l.changed
-		l.mu.Unlock()
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return Event{}, context.Cause(ctx)
-		}
-	}
+	return l.log.Wait(ctx, match)
 }
