@@ -24,6 +24,8 @@ type Bench struct {
 	BoardsDir string `yaml:"boards_dir"`
 	// Timing scales the orbit's timing so tests run fast.
 	Timing Timing `yaml:"timing"`
+	// Downlink is how files travel from the bus to S3.
+	Downlink Downlink `yaml:"downlink"`
 
 	Boards []*Board `yaml:"-"` // loaded, in BoardNames order
 }
@@ -31,16 +33,18 @@ type Bench struct {
 // Store says where downlinked files land.
 type Store struct {
 	// Kind is "embedded" (default: an in-process S3 endpoint on loopback,
-	// data under the run's temp dir) or "s3" (any S3 endpoint: MinIO, AWS).
+	// data under the run's temp dir), "minio" (a MinIO server the bench
+	// starts on loopback, data under the run's temp dir; the binary comes
+	// from HIL_MINIO or `make minio`) or "s3" (any S3 endpoint: MinIO, AWS).
 	Kind     string `yaml:"kind"`
-	Endpoint string `yaml:"endpoint"` // host:port; required for kind s3
+	Endpoint string `yaml:"endpoint"` // host:port; required for kind s3, refused for the others
 	Secure   bool   `yaml:"secure"`   // https
 	Region   string `yaml:"region"`
 	Bucket   string `yaml:"bucket"` // required; a valid S3 bucket name
 	Prefix   string `yaml:"prefix"` // customer prefix, e.g. "a/directory"; no leading or trailing slash
 	// Credentials come from these environment variables, never from the
 	// file. Defaults HIL_S3_ACCESS_KEY and HIL_S3_SECRET_KEY. Unused for
-	// kind embedded.
+	// kinds embedded and minio.
 	AccessKeyEnv string `yaml:"access_key_env"`
 	SecretKeyEnv string `yaml:"secret_key_env"`
 }
@@ -65,7 +69,96 @@ type Board struct {
 	// BootTimeout bounds power-on to SSH answering; default 30s; more
 	// than zero.
 	BootTimeout Duration `yaml:"boot_timeout"`
+	// OORT is the payload's OORT agent, if it runs one.
+	OORT OORT `yaml:"oort"`
 }
+
+// OORT says where a payload's OORT agent listens.
+type OORT struct {
+	// Address is host:port of the agent's HTTP API (2005 in orbit). Empty:
+	// the payload runs no agent and the bus collects nothing from it. Port
+	// 0 is allowed only for power kind "process": the bench picks a port.
+	Address string `yaml:"address"`
+}
+
+// Downlink describes the path from the bus to the ground: the queue, the
+// space link and where each file lands.
+type Downlink struct {
+	// Topics are the OORT topics the payload may send on; the collector
+	// gives them to the agent (POST /collector/v1/info). Empty allows all.
+	// Each matches ^[-_A-Za-z0-9]+$.
+	Topics []string `yaml:"topics"`
+	// Routes send an OORT topic to a bucket and prefix of its own. A topic
+	// without a route lands in store.bucket under <store.prefix>/oort/<topic>.
+	// Outbox files always follow the contract's layout under store.prefix.
+	Routes []Route `yaml:"routes"`
+	// TTL is the TTL stages given to outbox and staged files; OORT files
+	// carry their own in their meta. Default 9000s, 43200s, 172800s.
+	TTL TTL `yaml:"ttl"`
+	// Uploads is how many S3 uploads run at once; default 4, at least 1.
+	Uploads int `yaml:"uploads"`
+	// Retry bounds the backoff between attempts at a failed upload;
+	// default 100ms to 5s.
+	Retry Backoff `yaml:"retry"`
+	// Link is the space link's model.
+	Link Link `yaml:"link"`
+}
+
+// Route sends one OORT topic to a bucket and key prefix. After Load, a
+// route written without a bucket has store.bucket, and one without a prefix
+// has <store.prefix>/oort/<topic> (oort/<topic> when store.prefix is empty),
+// so neither is ever empty.
+type Route struct {
+	Topic  string `yaml:"topic"`  // required; ^[-_A-Za-z0-9]+$, each topic once
+	Bucket string `yaml:"bucket"` // default store.bucket; a valid S3 bucket name
+	Prefix string `yaml:"prefix"` // like store.prefix; default <store.prefix>/oort/<topic>
+}
+
+// TTL is how long a file may wait in each stage of the downlink queue
+// before it moves to the next; after surplus it is dropped. A zero stage
+// is skipped. Not negative.
+type TTL struct {
+	Urgent  Duration `yaml:"urgent"`
+	Bulk    Duration `yaml:"bulk"`
+	Surplus Duration `yaml:"surplus"`
+}
+
+// Backoff bounds an exponential backoff: Min > 0, Max >= Min.
+type Backoff struct {
+	Min Duration `yaml:"min"`
+	Max Duration `yaml:"max"`
+}
+
+// Link models the space link between the bus and the ground station.
+// The zero Link is always in contact, with no rate limit, latency or loss.
+type Link struct {
+	Rate    BitRate  `yaml:"rate"`    // "1Mbit/s", "9600bit/s"; 0 (default) = unlimited
+	Latency Duration `yaml:"latency"` // one way; not negative
+	// Loss is the fraction of frames lost (and sent again), written
+	// "0.01" or "1%"; at least 0 and less than 1.
+	Loss float64 `yaml:"loss"`
+	// Budget is how many bytes one contact can carry ("100MB", "64KiB");
+	// 0 (default) = no limit.
+	Budget   ByteSize `yaml:"budget"`
+	Contacts Contacts `yaml:"contacts"`
+}
+
+// Contacts is a periodic contact schedule: contact k is open from
+// Start + k*Period for Duration. The schedule starts when the bus opens.
+type Contacts struct {
+	Start    Duration `yaml:"start"`    // first contact's start; default 0; not negative
+	Duration Duration `yaml:"duration"` // 0 (default): always in contact
+	Period   Duration `yaml:"period"`   // required when Duration > 0; at least Duration
+}
+
+// BitRate is a link rate in bits per second, written as a whole number of
+// bit/s (9600) or with a unit: "9600bit/s", "250kbit/s", "1.5Mbit/s",
+// "10Gbit/s" (k, M, G are 1e3, 1e6, 1e9; see ParseBitRate).
+type BitRate int64
+
+// ByteSize is a number of bytes, written as a whole number (65536) or with
+// a unit: "512B", "100MB", "64KiB", "1GiB" (see ParseByteSize).
+type ByteSize int64
 
 // SSH is how the bus logs into the payload.
 type SSH struct {

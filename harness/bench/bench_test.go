@@ -18,12 +18,20 @@ const testHostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDN3olJZBw4hX/6lXvoULs3
 
 // Messages repeated across cases.
 const (
-	benchKeys    = "name, satellite, signaling, store, boards, boards_dir, timing"
+	benchKeys    = "name, satellite, signaling, store, boards, boards_dir, timing, downlink"
 	storeKeys    = "kind, endpoint, secure, region, bucket, prefix, access_key_env, secret_key_env"
+	downlinkKeys = "topics, routes, ttl, uploads, retry, link"
+	boardKeys    = "name, address, ssh, power, boot_timeout, oort"
 	wantDuration = `want a number and a unit, like "15s", "500ms" or "2m"`
 	wantName     = "want letters, digits, dots, hyphens and underscores, starting with a letter or digit"
 	wantPrefix   = `want slash-separated names, e.g. "customer/a"`
 	wantHostKey  = `want the payload's public host key as one authorized_keys line, e.g. "ssh-ed25519 AAAA... comment"`
+	wantTopic    = "want letters, digits, hyphens and underscores, e.g. images"
+	wantUploads  = "want a whole number of uploads at once, at least 1, e.g. 4"
+	wantRate     = `want bit/s as a whole number or with a unit, like 9600, "250kbit/s", "1.5Mbit/s" or "10Gbit/s" (k, M, G are 1e3, 1e6, 1e9; bps, kbps, Mbps, Gbps and kbit work too); 0 for no limit`
+	wantSize     = `want bytes as a whole number or with a unit, like 65536, "512B", "100MB", "64KiB" or "1GiB" (KB, MB, GB count in 1000s; KiB, MiB, GiB in 1024s); 0 for no limit`
+	wantLoss     = `want a fraction at least 0 and less than 1, like 0.01, or a percentage like "1%"`
+	wantAddrs    = "give each SSH server and OORT agent its own address"
 )
 
 // Each case is one file under testdata/benches; want is the whole error.
@@ -57,7 +65,7 @@ var loadErrorTests = []struct {
 	// Invalid values.
 	{"bad_satellite", `:2: satellite: "FM1/x" is not a valid satellite id; ` + wantName + `, e.g. FM1`},
 	{"bad_signaling", `:3: signaling: "v3" is not a signaling version; want v1 or v2`},
-	{"bad_store_kind", `:4: store.kind: "minio" is not a store kind; want embedded or s3`},
+	{"bad_store_kind", `:4: store.kind: "gcs" is not a store kind; want embedded, minio or s3`},
 	{"bad_bucket", `:7: store.bucket: "Bad_Bucket" is not a valid S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)`},
 	{"bad_bucket_ip", `:4: store.bucket: "192.168.1.1" is not a valid S3 bucket name (3-63 lowercase letters, digits, dots, hyphens; not an IP address)`},
 	{"prefix_leading_slash", `:5: store.prefix: "/customer/a" starts or ends with a slash; ` + wantPrefix},
@@ -67,6 +75,7 @@ var loadErrorTests = []struct {
 	{"endpoint_not_hostport", `:5: store.endpoint: "minio.lab" is not host:port (missing port in address); want e.g. "minio.lab:9000"`},
 	{"endpoint_port_zero", `:5: store.endpoint: "minio.lab:0" has port "0"; want a number from 1 to 65535, e.g. "minio.lab:9000"`},
 	{"endpoint_embedded", `:4: store.endpoint: set to "minio.lab:9000", but kind embedded picks its own loopback endpoint; remove it or set store.kind: s3`},
+	{"endpoint_minio", `:5: store.endpoint: set to "127.0.0.1:9000", but kind minio picks its own loopback endpoint; remove it or set store.kind: s3`},
 	{"bad_env_name", `:5: store.access_key_env: "HIL-KEY" is not an environment variable name; want letters, digits and underscores, e.g. HIL_S3_ACCESS_KEY`},
 	{"zero_configure_timeout", `:7: timing.configure_timeout: is 0s; want more than zero, e.g. "15s"`},
 	{"negative_pre_buffer", `:7: timing.pre_buffer: is -1s; want zero or more, e.g. "0s"`},
@@ -76,6 +85,64 @@ var loadErrorTests = []struct {
 	{"board_twice", `:8: boards[2]: board "alpha" is already named at boards[0] (line 6); name each board once`},
 	{"board_missing", `:5: boards[1]: board "nope": testdata/boards/nope.yaml does not exist; want a board file there (boards_dir is "../boards")`},
 	{"boards_dir_missing", `:5: boards[0]: board "alpha": testdata/bords/alpha.yaml does not exist; want a board file there (boards_dir is "../bords")`},
+
+	// downlink: its shape.
+	{"downlink_not_mapping", `:6: downlink: got a list, want a mapping with keys ` + downlinkKeys},
+	{"unknown_downlink_key", `:7: downlink.upload: unknown key "upload"; want one of ` + downlinkKeys},
+	{"ttl_not_mapping", `:7: downlink.ttl: got the string "9000s", want a mapping with keys urgent, bulk, surplus`},
+	{"contacts_unknown_key", `:9: downlink.link.contacts.every: unknown key "every"; want one of start, duration, period`},
+
+	// downlink.topics.
+	{"topics_not_list", `:7: downlink.topics: got the string "images", want a list of OORT topics, e.g. [images, telemetry]`},
+	{"topic_not_string", `:9: downlink.topics[1]: got a mapping, want an OORT topic, e.g. images`},
+	{"bad_topic", `:7: downlink.topics[1]: "img/raw" is not a valid OORT topic; ` + wantTopic},
+	{"topic_twice", `:10: downlink.topics[2]: topic "images" is already listed at downlink.topics[0] (line 8); list each topic once`},
+
+	// downlink.routes.
+	{"routes_not_list", `:8: downlink.routes: got a mapping, want a list of routes, e.g. [{topic: images, bucket: hil-images}]`},
+	{"route_not_mapping", `:8: downlink.routes[0]: got the string "images", want a mapping with keys topic, bucket, prefix`},
+	{"route_missing_topic", `:9: downlink.routes[1].topic: missing; want the OORT topic to route, e.g. images`},
+	{"route_empty_topic", `:8: downlink.routes[0].topic: is empty; want the OORT topic to route, e.g. images`},
+	{"route_unknown_key", `:9: downlink.routes[0].buckett: unknown key "buckett"; want one of topic, bucket, prefix`},
+	{"route_bad_topic", `:8: downlink.routes[0].topic: "img.raw" is not a valid OORT topic; ` + wantTopic},
+	{"route_twice", `:11: downlink.routes[2].topic: topic "images" already has a route at downlink.routes[0] (line 8); route each topic once`},
+	{"route_bad_bucket", `:9: downlink.routes[0].bucket: "HIL_images" is not a valid S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)`},
+	{"route_bad_prefix", `:9: downlink.routes[0].prefix: "customer/a/" starts or ends with a slash; ` + wantPrefix},
+
+	// downlink.ttl, uploads and retry.
+	{"ttl_negative", `:9: downlink.ttl.bulk: is -1s; want zero or more, e.g. "0s"`},
+	{"ttl_bad_duration", `:8: downlink.ttl.surplus: "2 days" is not a duration; ` + wantDuration},
+	{"uploads_zero", `:7: downlink.uploads: is 0; want at least 1, e.g. 4`},
+	{"uploads_fraction", `:7: downlink.uploads: got the number 2.5, ` + wantUploads},
+	{"uploads_string", `:7: downlink.uploads: got the string "four", ` + wantUploads},
+	{"uploads_quoted", `:7: downlink.uploads: got the string "4", ` + wantUploads},
+	{"retry_min_zero", `:8: downlink.retry.min: is 0s; want more than zero, e.g. "100ms"`},
+	{"retry_max_less", `:9: downlink.retry.max: is 50ms, less than retry.min 200ms; want at least retry.min, e.g. "200ms"`},
+	{"retry_min_over_default", `:8: downlink.retry.min: is 10s, more than retry.max, which defaults to 5s; want at most 5s, or set downlink.retry.max to at least 10s`},
+
+	// downlink.link.
+	{"rate_bad", `:8: downlink.link.rate: "fast" is not a bit rate; ` + wantRate},
+	{"rate_bad_unit", `:8: downlink.link.rate: "1mbit/s" is not a bit rate (unknown unit "mbit/s"); ` + wantRate},
+	{"rate_negative", `:8: downlink.link.rate: "-9600" is negative; ` + wantRate},
+	{"rate_fraction", `:8: downlink.link.rate: "1.5bit/s" is not a whole number of bit/s; ` + wantRate},
+	{"rate_too_large", `:8: downlink.link.rate: "10000000000Gbit/s" is too large (at most 9223372036854775807 bit/s); ` + wantRate},
+	{"rate_mapping", `:8: downlink.link.rate: got a mapping, ` + wantRate},
+	{"budget_bad", `:8: downlink.link.budget: "lots" is not a size; ` + wantSize},
+	{"budget_bad_unit", `:8: downlink.link.budget: "64kib" is not a size (unknown unit "kib"); ` + wantSize},
+	{"budget_negative", `:8: downlink.link.budget: "-1MB" is negative; ` + wantSize},
+	{"budget_fraction", `:8: downlink.link.budget: "0.5B" is not a whole number of bytes; ` + wantSize},
+	{"loss_one", `:8: downlink.link.loss: "1" is 1 or more: every frame would be lost; ` + wantLoss},
+	{"loss_percent_100", `:8: downlink.link.loss: "100%" is 100% or more: every frame would be lost; ` + wantLoss},
+	{"loss_negative", `:8: downlink.link.loss: "-0.1" is negative; ` + wantLoss},
+	{"loss_bad", `:8: downlink.link.loss: "often" is not a number or a percentage; ` + wantLoss},
+	{"loss_list", `:8: downlink.link.loss: got a list, ` + wantLoss},
+	{"latency_negative", `:8: downlink.link.latency: is -5ms; want zero or more, e.g. "0s"`},
+	{"contacts_start_negative", `:9: downlink.link.contacts.start: is -1m0s; want zero or more, e.g. "0s"`},
+	{"contacts_duration_negative", `:9: downlink.link.contacts.duration: is -1m0s; want zero or more, e.g. "0s"`},
+	{"contacts_period_missing", `:8: downlink.link.contacts.period: missing; contacts.duration 10m0s needs a period, from one contact's start to the next's, at least the duration, e.g. "1h35m0s"`},
+	{"contacts_period_short", `:10: downlink.link.contacts.period: is 5m0s, less than contacts.duration 10m0s; want at least the duration, e.g. "1h35m0s"`},
+	{"contacts_period_long_contact", `:10: downlink.link.contacts.period: is 0s, less than contacts.duration 2h0m0s; want at least the duration, e.g. "2h0m0s"`},
+	{"contacts_period_alone", `:9: downlink.link.contacts.period: is 1h30m0s, but contacts.duration is 0s (always in contact); set contacts.duration too, or remove period`},
 
 	// The file as a whole.
 	{"empty", `:1: file is empty; want a bench: a mapping with keys ` + benchKeys},
@@ -104,6 +171,9 @@ func TestLoadBoardErrors(t *testing.T) {
 		{"board_misnamed", `testdata/boards/misnamed.yaml:1: name: "other" differs from the file's base name; want name: misnamed, or rename the file to other.yaml`},
 		{"board_invalid", `testdata/boards/port0_relay.yaml:2: address: port 0 (a free port the bench picks) needs power kind process, the only kind whose payload the bench starts itself; power.kind is "relay": give the payload's real port, e.g. "192.0.2.10:22"`},
 		{"duplicate_address", `testdata/boards/beta-twin.yaml:2: address: board "beta-twin" has address "127.0.0.1:2222", already used by board "beta" (testdata/boards/beta.yaml:2) on bench testdata/benches/duplicate_address.yaml; give each board its own address`},
+		{"oort_twice", `testdata/boards/delta-twin.yaml:11: oort.address: board "delta-twin" has OORT address "127.0.0.1:2005", already the OORT address of board "delta" (testdata/boards/delta.yaml:11) on bench testdata/benches/oort_twice.yaml; ` + wantAddrs},
+		{"oort_on_ssh", `testdata/boards/epsilon.yaml:11: oort.address: board "epsilon" has OORT address "127.0.0.1:2222", already the SSH address of board "beta" (testdata/boards/beta.yaml:2) on bench testdata/benches/oort_on_ssh.yaml; ` + wantAddrs},
+		{"ssh_on_oort", `testdata/boards/zeta.yaml:2: address: board "zeta" has SSH address "127.0.0.1:2005", already the OORT address of board "delta" (testdata/boards/delta.yaml:11) on bench testdata/benches/ssh_on_oort.yaml; ` + wantAddrs},
 	}
 	for _, tt := range tests {
 		t.Run(tt.bench, func(t *testing.T) {
@@ -141,6 +211,17 @@ func TestBoardErrors(t *testing.T) {
 		{"missing_host_key_file", `:9: power.host_key: keys/nope (testdata/boards/keys/nope) does not exist; want the payload's private host key file, relative to the board file`},
 		{"bad_boot_timeout", `:10: boot_timeout: "10" is not a duration; ` + wantDuration},
 		{"zero_boot_timeout", `:10: boot_timeout: is 0s; want more than zero, e.g. "30s"`},
+		{"unknown_board_key", `:10: orrt: unknown key "orrt"; want one of ` + boardKeys},
+		{"board_list", `:1: got a list, want a mapping with keys ` + boardKeys},
+		{"oort_not_mapping", `:10: oort: got the string "192.0.2.10:2005", want a mapping with keys address`},
+		{"oort_unknown_key", `:11: oort.port: unknown key "port"; want one of address`},
+		{"oort_missing_address", `:10: oort.address: missing; want host:port of the payload's OORT agent, e.g. "192.0.2.10:2005"`},
+		{"oort_empty_address", `:11: oort.address: is empty; want host:port of the payload's OORT agent, e.g. "192.0.2.10:2005"`},
+		{"oort_bad_address", `:11: oort.address: "payload.local" is not host:port (missing port in address); want e.g. "192.0.2.10:2005"`},
+		{"oort_bad_port", `:11: oort.address: "192.0.2.10:99999" has port "99999"; want a number from 0 to 65535, e.g. "192.0.2.10:2005"`},
+		{"oort_no_host", `:11: oort.address: ":2005" has no host; want e.g. "192.0.2.10:2005"`},
+		{"oort_port0_relay", `:11: oort.address: port 0 (a free port the bench picks) needs power kind process, the only kind whose payload the bench starts itself; power.kind is "relay": give the agent's real port, e.g. "192.0.2.10:2005"`},
+		{"oort_same_as_ssh", `:11: oort.address: "payload.LAB:22" is also the board's SSH address (line 2); give the OORT agent a port of its own, e.g. "192.0.2.10:2005"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -230,12 +311,20 @@ func TestLoadDefaults(t *testing.T) {
 			ConfigureTimeout: Duration(15 * time.Second),
 			ShutdownGrace:    Duration(5 * time.Second),
 		},
+		Downlink: defaultDownlink,
 		Boards: []*Board{
 			board("alpha", "127.0.0.1:0", 30*time.Second),
 			board("beta", "127.0.0.1:2222", 10*time.Second),
 		},
 	}
 	checkBench(t, got, want)
+}
+
+// defaultDownlink is the downlink of a bench that leaves it out.
+var defaultDownlink = Downlink{
+	TTL:     TTL{Urgent: Duration(9000 * time.Second), Bulk: Duration(43200 * time.Second), Surplus: Duration(172800 * time.Second)},
+	Uploads: 4,
+	Retry:   Backoff{Min: Duration(100 * time.Millisecond), Max: Duration(5 * time.Second)},
 }
 
 // Every field set in the file overrides its default, zero durations
@@ -267,6 +356,27 @@ func TestLoadFull(t *testing.T) {
 			PreBuffer:        Duration(500 * time.Millisecond),
 			ShutdownGrace:    0,
 		},
+		Downlink: Downlink{
+			Topics: []string{"images", "telemetry", "hk_raw-2"},
+			Routes: []Route{
+				{Topic: "images", Bucket: "hil-images", Prefix: "customer/b/pictures"},
+				{Topic: "telemetry", Bucket: "hil.telemetry", Prefix: "tm"},
+			},
+			TTL:     TTL{Urgent: Duration(10 * time.Minute), Bulk: Duration(time.Hour), Surplus: 0},
+			Uploads: 16,
+			Retry:   Backoff{Min: Duration(250 * time.Millisecond), Max: Duration(time.Minute)},
+			Link: Link{
+				Rate:    1_500_000,
+				Latency: Duration(120 * time.Millisecond),
+				Loss:    0.025,
+				Budget:  64 << 10,
+				Contacts: Contacts{
+					Start:    Duration(30 * time.Second),
+					Duration: Duration(8 * time.Minute),
+					Period:   Duration(95 * time.Minute),
+				},
+			},
+		},
 		Boards: []*Board{{
 			File:        "testdata/moreboards/gamma.yaml",
 			Name:        "gamma",
@@ -274,19 +384,69 @@ func TestLoadFull(t *testing.T) {
 			SSH:         SSH{User: "signaling", Key: "testdata/boards/keys/bus", HostKey: testHostKey},
 			Power:       Power{Kind: "process", HostKey: "testdata/boards/keys/host"},
 			BootTimeout: Duration(90 * time.Second),
+			OORT:        OORT{Address: "192.0.2.10:2005"},
 		}},
 	}
 	checkBench(t, got, want)
 }
 
-// Port 0 means "any free port", so two boards may both have it.
-func TestLoadPortZeroTwice(t *testing.T) {
-	b, err := Load("testdata/benches/port0_twice.yaml")
-	if err != nil {
-		t.Fatal(err)
+// Routes without a bucket or prefix get store.bucket and
+// <store.prefix>/oort/<topic>; numbers without units are bit/s and bytes;
+// downlink keys left out keep their defaults.
+func TestLoadRouteDefaults(t *testing.T) {
+	tests := []struct {
+		file string
+		want Downlink
+	}{
+		{"routes_default", Downlink{
+			Topics: []string{},
+			Routes: []Route{
+				{Topic: "images", Bucket: "hil-downlink", Prefix: "customer/a/oort/images"},
+				{Topic: "telemetry", Bucket: "hil-telemetry", Prefix: "customer/a/oort/telemetry"},
+				{Topic: "hk", Bucket: "hil-downlink", Prefix: "housekeeping"},
+			},
+			TTL:     TTL{Urgent: defaultDownlink.TTL.Urgent, Bulk: Duration(2 * time.Hour), Surplus: defaultDownlink.TTL.Surplus},
+			Uploads: 1,
+			Retry:   Backoff{Min: Duration(time.Second), Max: Duration(time.Second)},
+			Link: Link{
+				Rate:     9600,
+				Loss:     0.01,
+				Budget:   1_000_000,
+				Contacts: Contacts{Duration: Duration(95 * time.Minute), Period: Duration(95 * time.Minute)},
+			},
+		}},
+		{"routes_no_prefix", Downlink{
+			Routes:  []Route{{Topic: "images", Bucket: "hil-downlink", Prefix: "oort/images"}},
+			TTL:     defaultDownlink.TTL,
+			Uploads: defaultDownlink.Uploads,
+			Retry:   defaultDownlink.Retry,
+			Link:    Link{Rate: 250_000, Budget: 1_500_000_000},
+		}},
 	}
-	if len(b.Boards) != 2 {
-		t.Errorf("loaded %d boards, want 2", len(b.Boards))
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			b, err := Load("testdata/benches/" + tt.file + ".yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(b.Downlink, tt.want) {
+				t.Errorf("downlink:\n got  %+v\n want %+v", b.Downlink, tt.want)
+			}
+		})
+	}
+}
+
+// Port 0 means "any free port", so two boards may both have it, for SSH
+// and for OORT.
+func TestLoadPortZeroTwice(t *testing.T) {
+	for bench, boards := range map[string]int{"port0_twice": 2, "oort_port0_twice": 3} {
+		b, err := Load("testdata/benches/" + bench + ".yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b.Boards) != boards {
+			t.Errorf("%s: loaded %d boards, want %d", bench, len(b.Boards), boards)
+		}
 	}
 }
 
@@ -393,5 +553,131 @@ func TestDuration(t *testing.T) {
 	err = yaml.Unmarshal([]byte("d: 15\n"), &v)
 	if want := `"15" is not a duration; ` + wantDuration; err == nil || err.Error() != want {
 		t.Errorf("d: 15 gave error %v, want %s", err, want)
+	}
+}
+
+func TestParseBitRate(t *testing.T) {
+	for s, want := range map[string]BitRate{
+		"0":                   0,
+		"9600":                9600,
+		"9600bit/s":           9600,
+		"9600bit":             9600,
+		"9600bps":             9600,
+		"9600 bit/s":          9600,
+		"250kbit/s":           250_000,
+		"250kbps":             250_000,
+		"250kbit":             250_000,
+		"1Mbit/s":             1_000_000,
+		"1.5Mbit/s":           1_500_000,
+		"1.5 Mbps":            1_500_000,
+		"0.1kbit/s":           100,
+		"10Gbit/s":            10_000_000_000,
+		"2Gbps":               2_000_000_000,
+		"0.000001Gbit":        1000,
+		"007Mbit/s":           7_000_000,
+		"9223372036854775807": 1<<63 - 1,
+	} {
+		got, err := ParseBitRate(s)
+		if err != nil || got != want {
+			t.Errorf("ParseBitRate(%q) = %d, %v; want %d", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"", "fast", "1.5", "-1bit/s", "1mbit/s", "1Kbit/s", "1 Mbit/s/s", "1e6", "1,5Mbit/s", ".5Mbit/s", "1Mbit /s", "1MB", "0x10", "9223372036854775808"} {
+		if got, err := ParseBitRate(s); err == nil {
+			t.Errorf("ParseBitRate(%q) = %d, want an error", s, got)
+		}
+	}
+}
+
+func TestParseByteSize(t *testing.T) {
+	for s, want := range map[string]ByteSize{
+		"0":       0,
+		"65536":   65536,
+		"512B":    512,
+		"512 B":   512,
+		"1KB":     1000,
+		"1kB":     1000,
+		"100MB":   100_000_000,
+		"1.5GB":   1_500_000_000,
+		"64KiB":   64 << 10,
+		"1.5KiB":  1536,
+		"2MiB":    2 << 20,
+		"1GiB":    1 << 30,
+		"0.5GiB":  1 << 29,
+		"0.001KB": 1,
+	} {
+		got, err := ParseByteSize(s)
+		if err != nil || got != want {
+			t.Errorf("ParseByteSize(%q) = %d, %v; want %d", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"", "lots", "0.5", "0.3B", "-1B", "64kib", "64Kib", "1Mb", "1TB", "1 GiB B", "1e3B"} {
+		if got, err := ParseByteSize(s); err == nil {
+			t.Errorf("ParseByteSize(%q) = %d, want an error", s, got)
+		}
+	}
+}
+
+// String writes the largest unit that keeps the number whole, and the
+// parsers read it back; so do YAML's Marshal and Unmarshal.
+func TestUnitStrings(t *testing.T) {
+	for r, want := range map[BitRate]string{
+		0: "0bit/s", 9600: "9600bit/s", 250_000: "250kbit/s", 1_500_000: "1500kbit/s",
+		1_000_000: "1Mbit/s", 10_000_000_000: "10Gbit/s", 1001: "1001bit/s",
+	} {
+		if got := r.String(); got != want {
+			t.Errorf("BitRate(%d).String() = %q, want %q", int64(r), got, want)
+		}
+		if back, err := ParseBitRate(want); err != nil || back != r {
+			t.Errorf("ParseBitRate(%q) = %d, %v; want %d", want, back, err, int64(r))
+		}
+	}
+	for n, want := range map[ByteSize]string{
+		0: "0B", 512: "512B", 1000: "1KB", 1024: "1KiB", 64 << 10: "64KiB", 1_024_000: "1000KiB",
+		100_000_000: "100MB", 1 << 20: "1MiB", 1 << 30: "1GiB", 3_000_000_000: "3GB", 1023: "1023B",
+	} {
+		if got := n.String(); got != want {
+			t.Errorf("ByteSize(%d).String() = %q, want %q", int64(n), got, want)
+		}
+		if back, err := ParseByteSize(want); err != nil || back != n {
+			t.Errorf("ParseByteSize(%q) = %d, %v; want %d", want, back, err, int64(n))
+		}
+	}
+
+	type link struct {
+		Rate   BitRate  `yaml:"rate"`
+		Budget ByteSize `yaml:"budget"`
+	}
+	var v link
+	if err := yaml.Unmarshal([]byte("rate: 9600\nbudget: 64KiB\n"), &v); err != nil {
+		t.Fatal(err)
+	}
+	if v != (link{9600, 64 << 10}) {
+		t.Errorf("Unmarshal = %+v, want {9600 65536}", v)
+	}
+	out, err := yaml.Marshal(link{1_500_000, 100_000_000})
+	if want := "rate: 1500kbit/s\nbudget: 100MB\n"; err != nil || string(out) != want {
+		t.Errorf("Marshal = %q, %v; want %q", out, err, want)
+	}
+	err = yaml.Unmarshal([]byte("rate: fast\n"), &v)
+	if want := `"fast" is not a bit rate; ` + wantRate; err == nil || err.Error() != want {
+		t.Errorf("rate: fast gave error %v, want %s", err, want)
+	}
+}
+
+func TestParseFraction(t *testing.T) {
+	for s, want := range map[string]float64{
+		"0": 0, "0.01": 0.01, ".5": 0.5, "1e-3": 0.001, "0.999": 0.999,
+		"0%": 0, "1%": 0.01, "2.5%": 0.025, "99.5%": 0.995, "1 %": 0.01,
+	} {
+		got, err := parseFraction(s)
+		if err != nil || got != want {
+			t.Errorf("parseFraction(%q) = %v, %v; want %v", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"", "%", "often", "1", "1.5", "-0.01", "100%", "150%", "-1%", "NaN", "Inf", "1%%", "0.5 percent"} {
+		if got, err := parseFraction(s); err == nil {
+			t.Errorf("parseFraction(%q) = %v, want an error", s, got)
+		}
 	}
 }

@@ -26,6 +26,17 @@ func checkName(name, what, example string) error {
 	return nil
 }
 
+// topicPattern is what may name an OORT topic; topics become part of S3
+// keys.
+var topicPattern = regexp.MustCompile(`^[-_A-Za-z0-9]+$`)
+
+func checkTopic(topic string) error {
+	if !topicPattern.MatchString(topic) {
+		return fmt.Errorf("%q is not a valid OORT topic; want letters, digits, hyphens and underscores, e.g. images", topic)
+	}
+	return nil
+}
+
 func oneOf(v, what string, allowed ...string) error {
 	for _, a := range allowed {
 		if v == a {
@@ -164,6 +175,13 @@ func positive(d, example Duration) error {
 func notNegative(d Duration) error {
 	if d < 0 {
 		return fmt.Errorf("is %s; want zero or more, e.g. \"0s\"", d)
+	}
+	return nil
+}
+
+func atLeastOne(n, example int) error {
+	if n < 1 {
+		return fmt.Errorf("is %d; want at least 1, e.g. %d", n, example)
 	}
 	return nil
 }

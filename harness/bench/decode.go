@@ -27,9 +27,28 @@ type field struct {
 	required bool
 	want     string // a right value, for messages: "v1 or v2"
 	item     string // for a list, a right item
-	// into is where the value goes: *string, *bool, *Duration, *[]string,
-	// or []field for a nested mapping.
+	// into is where the value goes: *string, *bool, *int, *[]string, a
+	// yaml.Unmarshaler for a scalar type of this package (*Duration,
+	// *BitRate, *ByteSize, *fraction), []field for a nested mapping, or
+	// mappings (see listOf) for a list of mappings.
 	into any
+}
+
+// mappings is the target of a list of mappings: reset replaces the list
+// with n zero items and item returns the fields of item i.
+type mappings struct {
+	reset func(n int)
+	item  func(i int) []field
+}
+
+// listOf returns the target that decodes a list of mappings into *list,
+// each item into the fields that fields returns for it. fields may set
+// defaults in the item before returning.
+func listOf[T any](list *[]T, fields func(*T) []field) mappings {
+	return mappings{
+		reset: func(n int) { *list = make([]T, n) },
+		item:  func(i int) []field { return fields(&(*list)[i]) },
+	}
 }
 
 // parse decodes data, the contents of file, into its single document's
@@ -144,12 +163,30 @@ func (d *decoder) value(path string, line int, n *yaml.Node, f field) error {
 			return d.errorf(n.Line, path, "got %s, want %s", describe(n), f.want)
 		}
 		*into = b
-	case *Duration:
+	case *int:
+		// Decode reads YAML's integer forms and refuses what overflows.
+		var i int
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&i) != nil {
+			return d.errorf(n.Line, path, "got %s, want %s", describe(n), f.want)
+		}
+		*into = i
+	case yaml.Unmarshaler:
 		if err := into.UnmarshalYAML(n); err != nil {
 			return &Error{File: d.file, Line: n.Line, Field: path, Err: err}
 		}
 	case *[]string:
-		return d.list(path, n, into, f)
+		start := func(n int) { *into = make([]string, 0, n) }
+		return d.list(path, n, f, start, func(_ int, p string, item *yaml.Node) error {
+			if item.Kind != yaml.ScalarNode || isNull(item) || item.Value == "" {
+				return d.errorf(item.Line, p, "got %s, want %s", describe(item), f.item)
+			}
+			*into = append(*into, item.Value)
+			return nil
+		})
+	case mappings:
+		return d.list(path, n, f, into.reset, func(i int, p string, item *yaml.Node) error {
+			return d.mapping(p, item.Line, item, into.item(i))
+		})
 	case []field:
 		return d.mapping(path, line, n, into)
 	default:
@@ -158,21 +195,20 @@ func (d *decoder) value(path string, line int, n *yaml.Node, f field) error {
 	return nil
 }
 
-// list decodes the sequence n of non-empty strings, found at path, into
-// into, the target of f.
-func (d *decoder) list(path string, n *yaml.Node, into *[]string, f field) error {
+// list decodes the sequence n, found at path, the value of f: start gets
+// its length, then each decodes item i, found at path p.
+func (d *decoder) list(path string, n *yaml.Node, f field, start func(n int), each func(i int, p string, item *yaml.Node) error) error {
 	if n.Kind != yaml.SequenceNode {
 		return d.errorf(n.Line, path, "got %s, want %s", describe(n), f.want)
 	}
-	*into = make([]string, 0, len(n.Content))
+	start(len(n.Content))
 	for i, item := range n.Content {
 		item = resolve(item)
 		p := fmt.Sprintf("%s[%d]", path, i)
 		d.lines[p] = item.Line
-		if item.Kind != yaml.ScalarNode || isNull(item) || item.Value == "" {
-			return d.errorf(item.Line, p, "got %s, want %s", describe(item), f.item)
+		if err := each(i, p, item); err != nil {
+			return err
 		}
-		*into = append(*into, item.Value)
 	}
 	return nil
 }

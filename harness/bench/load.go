@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -21,6 +22,13 @@ const (
 	defaultConfigureTimeout = Duration(15 * time.Second)
 	defaultShutdownGrace    = Duration(5 * time.Second)
 	defaultBootTimeout      = Duration(30 * time.Second)
+	// The OORT contract's TTL stages.
+	defaultTTLUrgent  = Duration(9000 * time.Second)
+	defaultTTLBulk    = Duration(43200 * time.Second)
+	defaultTTLSurplus = Duration(172800 * time.Second)
+	defaultUploads    = 4
+	defaultRetryMin   = Duration(100 * time.Millisecond)
+	defaultRetryMax   = Duration(5 * time.Second)
 )
 
 // Load reads the bench at path and the boards it names, applies the
@@ -44,6 +52,11 @@ func Load(path string) (*Bench, error) {
 			ConfigureTimeout: defaultConfigureTimeout,
 			ShutdownGrace:    defaultShutdownGrace,
 		},
+		Downlink: Downlink{
+			TTL:     TTL{Urgent: defaultTTLUrgent, Bulk: defaultTTLBulk, Surplus: defaultTTLSurplus},
+			Uploads: defaultUploads,
+			Retry:   Backoff{Min: defaultRetryMin, Max: defaultRetryMax},
+		},
 	}
 	fields := benchFields(b)
 	d, root, err := parse(path, data, "a bench: a mapping with keys "+keys(fields))
@@ -56,6 +69,7 @@ func Load(path string) (*Bench, error) {
 	if err := d.checkBench(b); err != nil {
 		return nil, err
 	}
+	routeDefaults(b)
 	if err := d.loadBoards(b); err != nil {
 		return nil, err
 	}
@@ -78,7 +92,7 @@ func benchFields(b *Bench) []field {
 		{key: "satellite", required: true, want: "the satellite id used in S3 keys, e.g. FM1", into: &b.Satellite},
 		{key: "signaling", want: "v1 or v2", into: &b.Signaling},
 		{key: "store", required: true, want: "a mapping with at least a bucket, e.g. {bucket: hil-downlink}", into: []field{
-			{key: "kind", want: "embedded or s3", into: &b.Store.Kind},
+			{key: "kind", want: "embedded, minio or s3", into: &b.Store.Kind},
 			{key: "endpoint", want: "host:port of the S3 endpoint, e.g. minio.lab:9000", into: &b.Store.Endpoint},
 			{key: "secure", want: "true or false", into: &b.Store.Secure},
 			{key: "region", want: "an S3 region, e.g. us-east-1", into: &b.Store.Region},
@@ -89,12 +103,50 @@ func benchFields(b *Bench) []field {
 		}},
 		{key: "boards", required: true, want: "a list of board names, e.g. [refpayload]", item: "a board name, e.g. refpayload", into: &b.BoardNames},
 		{key: "boards_dir", want: "a directory relative to the bench file, e.g. " + defaultBoardsDir, into: &b.BoardsDir},
-		// Durations and optional mappings describe themselves in errors.
+		// Durations, rates, sizes, fractions and optional mappings
+		// describe themselves in errors.
 		{key: "timing", into: []field{
 			{key: "configure_timeout", into: &b.Timing.ConfigureTimeout},
 			{key: "pre_buffer", into: &b.Timing.PreBuffer},
 			{key: "shutdown_grace", into: &b.Timing.ShutdownGrace},
 		}},
+		{key: "downlink", into: downlinkFields(&b.Downlink)},
+	}
+}
+
+func downlinkFields(dl *Downlink) []field {
+	return []field{
+		{key: "topics", want: "a list of OORT topics, e.g. [images, telemetry]", item: "an OORT topic, e.g. images", into: &dl.Topics},
+		{key: "routes", want: "a list of routes, e.g. [{topic: images, bucket: hil-images}]", into: listOf(&dl.Routes, routeFields)},
+		{key: "ttl", into: []field{
+			{key: "urgent", into: &dl.TTL.Urgent},
+			{key: "bulk", into: &dl.TTL.Bulk},
+			{key: "surplus", into: &dl.TTL.Surplus},
+		}},
+		{key: "uploads", want: fmt.Sprintf("a whole number of uploads at once, at least 1, e.g. %d", defaultUploads), into: &dl.Uploads},
+		{key: "retry", into: []field{
+			{key: "min", into: &dl.Retry.Min},
+			{key: "max", into: &dl.Retry.Max},
+		}},
+		{key: "link", into: []field{
+			{key: "rate", into: &dl.Link.Rate},
+			{key: "latency", into: &dl.Link.Latency},
+			{key: "loss", into: (*fraction)(&dl.Link.Loss)},
+			{key: "budget", into: &dl.Link.Budget},
+			{key: "contacts", into: []field{
+				{key: "start", into: &dl.Link.Contacts.Start},
+				{key: "duration", into: &dl.Link.Contacts.Duration},
+				{key: "period", into: &dl.Link.Contacts.Period},
+			}},
+		}},
+	}
+}
+
+func routeFields(r *Route) []field {
+	return []field{
+		{key: "topic", required: true, want: "the OORT topic to route, e.g. images", into: &r.Topic},
+		{key: "bucket", want: "an S3 bucket name, e.g. hil-images", into: &r.Bucket},
+		{key: "prefix", want: "a key prefix, e.g. customer/a/images", into: &r.Prefix},
 	}
 }
 
@@ -104,7 +156,7 @@ func (d *decoder) checkBench(b *Bench) error {
 	return first(
 		d.at("satellite", checkName(b.Satellite, "satellite id", "FM1")),
 		d.at("signaling", oneOf(b.Signaling, "signaling version", "v1", "v2")),
-		d.at("store.kind", oneOf(b.Store.Kind, "store kind", "embedded", "s3")),
+		d.at("store.kind", oneOf(b.Store.Kind, "store kind", "embedded", "minio", "s3")),
 		d.checkEndpoint(b.Store),
 		d.at("store.bucket", checkBucket(b.Store.Bucket)),
 		d.at("store.prefix", checkPrefix(b.Store.Prefix)),
@@ -115,11 +167,22 @@ func (d *decoder) checkBench(b *Bench) error {
 		d.at("timing.configure_timeout", positive(b.Timing.ConfigureTimeout, defaultConfigureTimeout)),
 		d.at("timing.pre_buffer", notNegative(b.Timing.PreBuffer)),
 		d.at("timing.shutdown_grace", notNegative(b.Timing.ShutdownGrace)),
+		d.checkUnique(b.Downlink.Topics, indexed("downlink.topics[%d]"), checkTopic,
+			"topic %q is already listed at %s (line %d); list each topic once"),
+		d.checkRoutes(b.Downlink.Routes),
+		d.at("downlink.ttl.urgent", notNegative(b.Downlink.TTL.Urgent)),
+		d.at("downlink.ttl.bulk", notNegative(b.Downlink.TTL.Bulk)),
+		d.at("downlink.ttl.surplus", notNegative(b.Downlink.TTL.Surplus)),
+		d.at("downlink.uploads", atLeastOne(b.Downlink.Uploads, defaultUploads)),
+		d.at("downlink.retry.min", positive(b.Downlink.Retry.Min, defaultRetryMin)),
+		d.checkRetryMax(b.Downlink.Retry),
+		d.at("downlink.link.latency", notNegative(b.Downlink.Link.Latency)),
+		d.checkContacts(b.Downlink.Link.Contacts),
 	)
 }
 
-// checkEndpoint requires an endpoint for kind s3 and refuses one for kind
-// embedded, which serves on a loopback port of its own choosing.
+// checkEndpoint requires an endpoint for kind s3 and refuses one for kinds
+// embedded and minio, which serve on a loopback port of their own choosing.
 func (d *decoder) checkEndpoint(s Store) error {
 	switch {
 	case s.Kind == "s3" && s.Endpoint == "":
@@ -138,29 +201,122 @@ func (d *decoder) checkBoardNames(names []string) error {
 	if len(names) == 0 {
 		return d.at("boards", errors.New("is an empty list; want at least one board name, e.g. [refpayload]"))
 	}
+	isName := func(name string) error { return checkName(name, "board name", "refpayload") }
+	return d.checkUnique(names, indexed("boards[%d]"), isName, "board %q is already named at %s (line %d); name each board once")
+}
+
+// checkUnique checks each of values, written at field(i), with check, and
+// that none repeats an earlier one. repeated is the format of a repeat's
+// error, given the value, the field of its first occurrence and that
+// field's line.
+func (d *decoder) checkUnique(values []string, field func(i int) string, check func(string) error, repeated string) error {
 	seen := make(map[string]int)
-	for i, name := range names {
-		field := fmt.Sprintf("boards[%d]", i)
-		if err := checkName(name, "board name", "refpayload"); err != nil {
-			return d.at(field, err)
+	for i, v := range values {
+		if err := check(v); err != nil {
+			return d.at(field(i), err)
 		}
-		if j, dup := seen[name]; dup {
-			return d.at(field, fmt.Errorf("board %q is already named at boards[%d] (line %d); name each board once", name, j, d.lines[fmt.Sprintf("boards[%d]", j)]))
+		if j, dup := seen[v]; dup {
+			return d.at(field(i), fmt.Errorf(repeated, v, field(j), d.lines[field(j)]))
 		}
-		seen[name] = i
+		seen[v] = i
 	}
 	return nil
 }
 
+// indexed returns the function that names item i of a list, given the
+// list's field path followed by [%d].
+func indexed(format string) func(i int) string {
+	return func(i int) string { return fmt.Sprintf(format, i) }
+}
+
+// checkRoutes checks each route in turn: its topic, routed once, then its
+// bucket and prefix.
+func (d *decoder) checkRoutes(routes []Route) error {
+	route := indexed("downlink.routes[%d]")
+	seen := make(map[string]int)
+	for i, r := range routes {
+		field := route(i)
+		if err := checkTopic(r.Topic); err != nil {
+			return d.at(field+".topic", err)
+		}
+		if j, dup := seen[r.Topic]; dup {
+			return d.at(field+".topic", fmt.Errorf("topic %q already has a route at %s (line %d); route each topic once", r.Topic, route(j), d.lines[route(j)]))
+		}
+		seen[r.Topic] = i
+		if r.Bucket != "" {
+			if err := checkBucket(r.Bucket); err != nil {
+				return d.at(field+".bucket", err)
+			}
+		}
+		if err := checkPrefix(r.Prefix); err != nil {
+			return d.at(field+".prefix", err)
+		}
+	}
+	return nil
+}
+
+// routeDefaults gives each route that has no bucket or prefix of its own
+// store.bucket and <store.prefix>/oort/<topic>.
+func routeDefaults(b *Bench) {
+	for i := range b.Downlink.Routes {
+		r := &b.Downlink.Routes[i]
+		if r.Bucket == "" {
+			r.Bucket = b.Store.Bucket
+		}
+		if r.Prefix == "" {
+			// Checked: no empty, "." or ".." segments for Join to clean.
+			r.Prefix = path.Join(b.Store.Prefix, "oort", r.Topic)
+		}
+	}
+}
+
+// checkRetryMax checks that retry.max is at least retry.min. When max was
+// not written, the min just written is the one at fault.
+func (d *decoder) checkRetryMax(r Backoff) error {
+	switch {
+	case r.Max >= r.Min:
+		return nil
+	case !d.written("downlink.retry.max"):
+		return d.at("downlink.retry.min", fmt.Errorf("is %s, more than retry.max, which defaults to %s; want at most %s, or set downlink.retry.max to at least %s", r.Min, r.Max, r.Max, r.Min))
+	}
+	return d.at("downlink.retry.max", fmt.Errorf("is %s, less than retry.min %s; want at least retry.min, e.g. %q", r.Max, r.Min, r.Min.String()))
+}
+
+// checkContacts checks the contact schedule: no negative times, and a
+// period, at least as long as a contact, exactly when contacts have a
+// duration.
+func (d *decoder) checkContacts(c Contacts) error {
+	const p = "downlink.link.contacts"
+	// About one low Earth orbit, or the contact if that is longer.
+	example := max(Duration(95*time.Minute), c.Duration)
+	switch {
+	case c.Start < 0:
+		return d.at(p+".start", notNegative(c.Start))
+	case c.Duration < 0:
+		return d.at(p+".duration", notNegative(c.Duration))
+	case c.Period < 0:
+		return d.at(p+".period", notNegative(c.Period))
+	case c.Duration == 0 && c.Period != 0:
+		return d.at(p+".period", fmt.Errorf("is %s, but contacts.duration is 0s (always in contact); set contacts.duration too, or remove period", c.Period))
+	case c.Duration > 0 && !d.written(p+".period"):
+		return d.errorf(d.lines[p], p+".period", "missing; contacts.duration %s needs a period, from one contact's start to the next's, at least the duration, e.g. %q", c.Duration, example.String())
+	case c.Period < c.Duration:
+		return d.at(p+".period", fmt.Errorf("is %s, less than contacts.duration %s; want at least the duration, e.g. %q", c.Period, c.Duration, example.String()))
+	}
+	return nil
+}
+
+// written reports whether field was written in the file, even with no value.
+func (d *decoder) written(field string) bool {
+	_, ok := d.lines[field]
+	return ok
+}
+
 // loadBoards loads the boards b names, from b.BoardsDir, and checks that
-// no two of them listen on the same address.
+// no two of their SSH servers and OORT agents listen on the same address.
 func (d *decoder) loadBoards(b *Bench) error {
 	dir := d.resolve(b.BoardsDir)
-	type owner struct {
-		board *Board
-		line  int
-	}
-	byAddress := make(map[string]owner)
+	used := make(addresses)
 	for i, name := range b.BoardNames {
 		field := fmt.Sprintf("boards[%d]", i)
 		file := filepath.Join(dir, name+".yaml")
@@ -171,16 +327,48 @@ func (d *decoder) loadBoards(b *Bench) error {
 		if err != nil {
 			return err
 		}
-		if key, ok := addressKey(board.Address); ok {
-			if o, dup := byAddress[key]; dup {
-				return bd.at("address", fmt.Errorf("board %q has address %q, already used by board %q (%s:%d) on bench %s; give each board its own address",
-					board.Name, board.Address, o.board.Name, o.board.File, o.line, b.File))
-			}
-			byAddress[key] = owner{board, bd.lines["address"]}
+		if err := first(
+			used.claim(bd, board, "address", board.Address, b.File),
+			used.claim(bd, board, "oort.address", board.OORT.Address, b.File),
+		); err != nil {
+			return err
 		}
 		b.Boards = append(b.Boards, board)
 	}
 	return nil
+}
+
+// addresses maps each address in use, as addressKey writes it, to the
+// board field that uses it.
+type addresses map[string]addressUse
+
+type addressUse struct {
+	board *Board
+	field string // "address" or "oort.address"
+	line  int
+}
+
+// addressNames names the board fields that hold an address, for messages.
+var addressNames = map[string]string{"address": "SSH address", "oort.address": "OORT address"}
+
+// claim records that field of board, loaded by bd onto bench, uses addr,
+// or reports the field that already does.
+func (used addresses) claim(bd *decoder, board *Board, field, addr, bench string) error {
+	key, ok := addressKey(addr)
+	if !ok {
+		return nil
+	}
+	o, dup := used[key]
+	if !dup {
+		used[key] = addressUse{board, field, bd.lines[field]}
+		return nil
+	}
+	if field == "address" && o.field == "address" {
+		return bd.at(field, fmt.Errorf("board %q has address %q, already used by board %q (%s:%d) on bench %s; give each board its own address",
+			board.Name, addr, o.board.Name, o.board.File, o.line, bench))
+	}
+	return bd.at(field, fmt.Errorf("board %q has %s %q, already the %s of board %q (%s:%d) on bench %s; give each SSH server and OORT agent its own address",
+		board.Name, addressNames[field], addr, addressNames[o.field], o.board.Name, o.board.File, o.line, bench))
 }
 
 // addressKey returns addr in a form where equal addresses are equal
@@ -231,6 +419,9 @@ func boardFields(b *Board) []field {
 			{key: "host_key", want: "the payload's private host key file, relative to the board file", into: &b.Power.HostKey},
 		}},
 		{key: "boot_timeout", into: &b.BootTimeout},
+		{key: "oort", into: []field{
+			{key: "address", required: true, want: `host:port of the payload's OORT agent, e.g. "192.0.2.10:2005"`, into: &b.OORT.Address},
+		}},
 	}
 }
 
@@ -239,14 +430,15 @@ func boardName(file string) string {
 	return strings.TrimSuffix(filepath.Base(file), ".yaml")
 }
 
-// checkBoard checks the rules that go beyond a field's type. The address
-// comes before power.kind so that port 0 is explained to whoever picks
-// another power kind.
+// checkBoard checks the rules that go beyond a field's type. The
+// addresses come before power.kind so that port 0 is explained to whoever
+// picks another power kind.
 func (d *decoder) checkBoard(b *Board) error {
 	return first(
 		d.checkBoardName(b),
 		d.at("address", checkHostPort(b.Address, "192.0.2.10:22", true)),
-		d.checkPortZero(b),
+		d.checkPortZero(b, "address", b.Address, "payload's", "192.0.2.10:22"),
+		d.checkOORTAddress(b),
 		d.checkKeyFile("ssh.key", b.SSH.Key, "the bus's private key file"),
 		d.at("ssh.host_key", checkHostKey(b.SSH.HostKey)),
 		d.at("power.kind", oneOf(b.Power.Kind, "power kind", "process")),
@@ -262,13 +454,35 @@ func (d *decoder) checkBoardName(b *Board) error {
 	return nil
 }
 
-// checkPortZero allows port 0 only where the bench starts the payload
-// itself and so can tell it which free port to take.
-func (d *decoder) checkPortZero(b *Board) error {
-	if _, port, _ := net.SplitHostPort(b.Address); port != "0" || b.Power.Kind == "process" {
+// checkPortZero allows port 0 in addr, the value of field, only where the
+// bench starts the payload itself and so can tell it which free port to
+// take. whose and example are for the message: "payload's", "192.0.2.10:22".
+func (d *decoder) checkPortZero(b *Board, field, addr, whose, example string) error {
+	if _, port, _ := net.SplitHostPort(addr); port != "0" || b.Power.Kind == "process" {
 		return nil
 	}
-	return d.at("address", fmt.Errorf("port 0 (a free port the bench picks) needs power kind process, the only kind whose payload the bench starts itself; power.kind is %q: give the payload's real port, e.g. \"192.0.2.10:22\"", b.Power.Kind))
+	return d.at(field, fmt.Errorf("port 0 (a free port the bench picks) needs power kind process, the only kind whose payload the bench starts itself; power.kind is %q: give the %s real port, e.g. %q", b.Power.Kind, whose, example))
+}
+
+// checkOORTAddress checks the OORT agent's address, if the board has one,
+// like the SSH server's, and that the two differ.
+func (d *decoder) checkOORTAddress(b *Board) error {
+	addr := b.OORT.Address
+	if addr == "" {
+		return nil
+	}
+	if err := first(
+		d.at("oort.address", checkHostPort(addr, "192.0.2.10:2005", true)),
+		d.checkPortZero(b, "oort.address", addr, "agent's", "192.0.2.10:2005"),
+	); err != nil {
+		return err
+	}
+	if key, ok := addressKey(addr); ok {
+		if ssh, _ := addressKey(b.Address); key == ssh {
+			return d.at("oort.address", fmt.Errorf("%q is also the board's SSH address (line %d); give the OORT agent a port of its own, e.g. %q", addr, d.lines["address"], "192.0.2.10:2005"))
+		}
+	}
+	return nil
 }
 
 // checkPowerHostKey requires power.host_key for kind process: the reference
