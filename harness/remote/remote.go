@@ -6,6 +6,8 @@ package remote
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -286,14 +288,18 @@ func (c *Client) withCtx(ctx context.Context, f func(*sftp.Client) error) error 
 }
 
 // Put writes r to name on the payload with mode. It writes a temporary
-// name in the same directory and renames it, so the payload never sees a
-// partial file under name.
+// file (.hil-partial-<random>) in the same directory and renames it, so
+// the payload never sees a partial file under name.
 func (c *Client) Put(ctx context.Context, name string, r io.Reader, mode fs.FileMode) error {
 	return c.withCtx(ctx, func(sc *sftp.Client) error {
 		if err := sc.MkdirAll(path.Dir(name)); err != nil {
 			return fmt.Errorf("remote: %s: mkdir %s: %w", c.cfg.Address, path.Dir(name), err)
 		}
-		tmp := path.Join(path.Dir(name), "."+path.Base(name)+".hil-partial")
+		// A fixed-length temporary name, so that a name of NAME_MAX bytes
+		// can still be written.
+		var rnd [6]byte
+		rand.Read(rnd[:])
+		tmp := path.Join(path.Dir(name), ".hil-partial-"+hex.EncodeToString(rnd[:]))
 		f, err := sc.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
 		if err != nil {
 			return fmt.Errorf("remote: %s: create %s: %w", c.cfg.Address, tmp, err)

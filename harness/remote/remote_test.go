@@ -552,7 +552,7 @@ func TestPut(t *testing.T) {
 	}
 }
 
-func isPartial(name string) bool { return strings.HasSuffix(name, ".hil-partial") }
+func isPartial(name string) bool { return strings.HasPrefix(name, ".hil-partial-") }
 
 // TestPutReaderFails: a Put whose reader fails leaves no partial file, and
 // either no file or the previous one intact.
