@@ -8,7 +8,14 @@ LDFLAGS := -X github.com/satbench/hil/harness/cli.Version=$(VERSION)
 # The suite's overall bound; no single test is timed.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build run test vet bench clean
+# MinIO, the real S3 server of the tests that need one and of the qemu
+# bench. Its module has no release tags: pin a pseudo-version (the same as
+# store.MinIOVersion) and build it once into a cache keyed by version.
+MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
+MINIO_DIR     := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/hil/minio/$(MINIO_VERSION)
+MINIO         := $(MINIO_DIR)/minio
+
+.PHONY: all build run test vet bench clean minio minio-path
 
 all: build
 
@@ -16,7 +23,8 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/hil ./cmd/hil
 
 # The main job: every feature on the default sim bench (reference payload
-# as a local process, embedded S3 on loopback).
+# as a local process, embedded S3 on loopback). It moves a 1 GiB file, so
+# it needs about 3 GiB free in the temp directory.
 run: build
 	./bin/hil run --bench benches/sim.yaml features
 
@@ -30,6 +38,22 @@ test: vet
 # Benchmarks report figures; they assert nothing.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./harness/bus/ ./harness/downlink/ ./harness/store/
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./harness/perf/
 
 clean:
 	rm -rf bin
+
+# `make minio` builds the pinned MinIO server unless it is cached (a cold
+# build takes about 5 minutes and 1.5 GB; tests find it there, or through
+# HIL_MINIO). `make -s minio-path` prints where it is.
+minio: $(MINIO)
+
+$(MINIO):
+	rm -rf $(MINIO_DIR).tmp
+	GOBIN=$(MINIO_DIR).tmp GOFLAGS=-trimpath $(GO) install -ldflags='-s -w' github.com/minio/minio@$(MINIO_VERSION)
+	mkdir -p $(MINIO_DIR)
+	mv $(MINIO_DIR).tmp/minio $(MINIO)
+	rmdir $(MINIO_DIR).tmp
+
+minio-path:
+	@echo $(MINIO)

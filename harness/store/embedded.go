@@ -25,15 +25,27 @@ import (
 // not grow with object size. As in S3, a single PUT's ETag is the MD5 of
 // the data and a multipart upload's the MD5 of its parts' MD5s, here
 // without the "-N" part count. Objects persist in the directory across
-// restarts; multipart uploads in progress do not. One endpoint at a time
-// may use a directory.
+// restarts; multipart uploads in progress survive Stop and Start but not
+// a new endpoint. One endpoint at a time may use a directory.
 type Embedded struct {
-	cfg  Config
+	cfg     Config
+	handler http.Handler
+	logf    func(string, ...any)
+
+	mu       sync.Mutex // serializes Start, Stop and Close
+	run      *serving   // nil while stopped
+	closed   bool
+	closeErr error
+}
+
+// serving is one spell of serving, from a Start to a Stop.
+type serving struct {
 	srv  *http.Server
 	done chan error // Serve's result
 
-	closeOnce sync.Once
-	closeErr  error
+	mu   sync.Mutex
+	reqs int           // requests in handlers
+	idle chan struct{} // closed when reqs falls to 0; nil until waited on
 }
 
 // StartEmbedded serves an endpoint on 127.0.0.1 with a random port and
@@ -69,21 +81,69 @@ func StartEmbedded(ctx context.Context, dir string, logf func(string, ...any)) (
 	)
 	e := &Embedded{
 		cfg: cfg,
-		srv: &http.Server{
-			Handler: &sigV4{
-				accessKey: cfg.AccessKey,
-				secretKey: cfg.SecretKey,
-				region:    cfg.Region,
-				next:      fake.Server(),
-				logf:      logf,
-			},
-			ReadHeaderTimeout: time.Minute,
-			ErrorLog:          log.New(logWriter(logf), "store: embedded: ", 0),
+		handler: &sigV4{
+			accessKey: cfg.AccessKey,
+			secretKey: cfg.SecretKey,
+			region:    cfg.Region,
+			next:      fake.Server(),
+			logf:      logf,
 		},
-		done: make(chan error, 1),
+		logf: logf,
 	}
-	go func() { e.done <- e.srv.Serve(ln) }()
+	e.serve(ln)
 	return e, nil
+}
+
+// serve serves on ln until Stop or Close.
+func (e *Embedded) serve(ln net.Listener) {
+	sv := &serving{done: make(chan error, 1)}
+	sv.srv = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			sv.begin()
+			defer sv.end()
+			e.handler.ServeHTTP(w, r)
+		}),
+		ReadHeaderTimeout: time.Minute,
+		ErrorLog:          log.New(logWriter(e.logf), "store: embedded: ", 0),
+	}
+	e.run = sv
+	go func() { sv.done <- sv.srv.Serve(ln) }()
+}
+
+func (sv *serving) begin() {
+	sv.mu.Lock()
+	sv.reqs++
+	sv.mu.Unlock()
+}
+
+func (sv *serving) end() {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	sv.reqs--
+	if sv.reqs == 0 && sv.idle != nil {
+		close(sv.idle)
+		sv.idle = nil
+	}
+}
+
+// wait waits until no handler runs.
+func (sv *serving) wait(ctx context.Context) error {
+	sv.mu.Lock()
+	if sv.reqs == 0 {
+		sv.mu.Unlock()
+		return nil
+	}
+	if sv.idle == nil {
+		sv.idle = make(chan struct{})
+	}
+	idle, n := sv.idle, sv.reqs
+	sv.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%d requests still in handlers: %w", n, ctx.Err())
+	}
 }
 
 // Endpoint returns the host:port the endpoint listens on.
@@ -92,18 +152,71 @@ func (e *Embedded) Endpoint() string { return e.cfg.Endpoint }
 // Config returns a configuration with which New reaches the endpoint.
 func (e *Embedded) Config() Config { return e.cfg }
 
+// Stop closes the listener and every connection at once, so that new
+// connections are refused and requests in flight fail, and waits until
+// their handlers have returned (until ctx is done at most: the endpoint is
+// down either way). Objects and multipart uploads stay for Start.
+func (e *Embedded) Stop(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	sv := e.run
+	if sv == nil {
+		return nil
+	}
+	e.run = nil
+	err := sv.srv.Close()
+	if serr := <-sv.done; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	err = errors.Join(err, sv.wait(ctx))
+	if err != nil {
+		return fmt.Errorf("store: stop embedded %s: %w", e.cfg.Endpoint, err)
+	}
+	return nil
+}
+
+// Start listens again on the same address, with the same data and
+// credentials. It fails if another process has taken the port meanwhile,
+// or after Close. A running endpoint is left alone.
+func (e *Embedded) Start(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return fmt.Errorf("store: start embedded %s: closed", e.cfg.Endpoint)
+	}
+	if e.run != nil {
+		return nil
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", e.cfg.Endpoint)
+	if err != nil {
+		return fmt.Errorf("store: start embedded again on %s: %w", e.cfg.Endpoint, err)
+	}
+	e.serve(ln)
+	return nil
+}
+
 // Close stops accepting connections and waits for requests in flight to
 // finish, however long they take. Only the first call does anything.
 func (e *Embedded) Close() error {
-	e.closeOnce.Do(func() {
-		err := e.srv.Shutdown(context.Background())
-		if serr := <-e.done; !errors.Is(serr, http.ErrServerClosed) {
-			err = errors.Join(err, serr)
-		}
-		if err != nil {
-			e.closeErr = fmt.Errorf("store: close embedded %s: %w", e.cfg.Endpoint, err)
-		}
-	})
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return e.closeErr
+	}
+	e.closed = true
+	sv := e.run
+	if sv == nil {
+		return nil
+	}
+	e.run = nil
+	err := sv.srv.Shutdown(context.Background())
+	if serr := <-sv.done; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	if err != nil {
+		e.closeErr = fmt.Errorf("store: close embedded %s: %w", e.cfg.Endpoint, err)
+	}
 	return e.closeErr
 }
 

@@ -1,6 +1,8 @@
 // Package store puts downlinked files into S3 and checks what landed.
 // One client (minio-go) talks to every endpoint; the embedded endpoint is
-// an in-process S3 server on loopback, the zero-setup default.
+// an in-process S3 server on loopback, the zero-setup default, and MinIO
+// is the real server, run as a child process where it is installed. Both
+// are a Server, which can be stopped and started under its clients.
 package store
 
 import (

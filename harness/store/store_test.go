@@ -254,10 +254,9 @@ type failing struct{}
 
 func (failing) Read([]byte) (int, error) { return 0, io.ErrClosedPipe }
 
-// minioClient returns a bare minio-go client of e, for what Store does not
-// do: parallel part uploads, small list pages, delimiters.
-func minioClient(t *testing.T, e *store.Embedded) *minio.Client {
-	cfg := e.Config()
+// minioClient returns a bare minio-go client of an endpoint, for what
+// Store does not do: parallel part uploads, small list pages, delimiters.
+func minioClient(t *testing.T, cfg store.Config) *minio.Client {
 	c, err := minio.New(cfg.Endpoint, &minio.Options{
 		Creds:  credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
 		Region: cfg.Region,
@@ -268,10 +267,11 @@ func minioClient(t *testing.T, e *store.Embedded) *minio.Client {
 	return c
 }
 
-// TestEmbeddedParallelParts uploads the parts of one object at once, as
-// minio-go does from an io.ReaderAt such as a file.
-func TestEmbeddedParallelParts(t *testing.T) {
-	e, s := startEmbedded(t, t.TempDir())
+// TestParallelParts uploads the parts of one object at once, as minio-go
+// does from an io.ReaderAt such as a file.
+func TestParallelParts(t *testing.T) { forEachEndpoint(t, testParallelParts) }
+
+func testParallelParts(t *testing.T, cfg store.Config, s *store.S3) {
 	ctx := t.Context()
 	if err := s.EnsureBucket(ctx, "hil-test"); err != nil {
 		t.Fatal(err)
@@ -280,7 +280,7 @@ func TestEmbeddedParallelParts(t *testing.T) {
 	for i := range data {
 		data[i] = byte(i * 7 / 3)
 	}
-	_, err := minioClient(t, e).PutObject(ctx, "hil-test", "parallel", bytes.NewReader(data), int64(len(data)),
+	_, err := minioClient(t, cfg).PutObject(ctx, "hil-test", "parallel", bytes.NewReader(data), int64(len(data)),
 		minio.PutObjectOptions{NumThreads: 4})
 	if err != nil {
 		t.Fatal(err)
@@ -299,20 +299,21 @@ func TestEmbeddedParallelParts(t *testing.T) {
 	}
 }
 
-// TestEmbeddedListPages lists in pages of one and two keys, with and
-// without a delimiter.
-func TestEmbeddedListPages(t *testing.T) {
-	e, s := startEmbedded(t, t.TempDir())
+// TestListPages lists in pages of one and two keys, with and without a
+// delimiter.
+func TestListPages(t *testing.T) { forEachEndpoint(t, testListPages) }
+
+func testListPages(t *testing.T, cfg store.Config, s *store.S3) {
 	ctx := t.Context()
-	if err := s.EnsureBucket(ctx, "hil-test"); err != nil {
+	if err := s.EnsureBucket(ctx, "list-pages"); err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"c/d", "a/2", "b", "a/1", "a/3/x", "d"} {
-		if _, err := s.Put(ctx, "hil-test", k, strings.NewReader(k), int64(len(k)), store.PutOptions{}); err != nil {
+		if _, err := s.Put(ctx, "list-pages", k, strings.NewReader(k), int64(len(k)), store.PutOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c := minioClient(t, e)
+	c := minioClient(t, cfg)
 	for _, tc := range []struct {
 		opts minio.ListObjectsOptions
 		want []string
@@ -323,7 +324,7 @@ func TestEmbeddedListPages(t *testing.T) {
 		{minio.ListObjectsOptions{Recursive: true, StartAfter: "a/3/x"}, []string{"b", "c/d", "d"}},
 	} {
 		var got []string
-		for o := range c.ListObjects(ctx, "hil-test", tc.opts) {
+		for o := range c.ListObjects(ctx, "list-pages", tc.opts) {
 			if o.Err != nil {
 				t.Fatal(o.Err)
 			}
@@ -338,9 +339,10 @@ func TestEmbeddedListPages(t *testing.T) {
 // TestPutFile: a file goes up through io.ReaderAt (parts in parallel) from
 // its current offset, and a file whose length disagrees with size is
 // refused before anything is sent.
-func TestPutFile(t *testing.T) {
-	_, s := startEmbedded(t, t.TempDir())
-	ctx := context.Background()
+func TestPutFile(t *testing.T) { forEachEndpoint(t, testPutFile) }
+
+func testPutFile(t *testing.T, _ store.Config, s *store.S3) {
+	ctx := t.Context()
 	if err := s.EnsureBucket(ctx, "files"); err != nil {
 		t.Fatal(err)
 	}

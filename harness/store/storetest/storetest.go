@@ -12,8 +12,11 @@ import (
 	"io"
 	"maps"
 	mrand "math/rand/v2"
+	"net"
 	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/satbench/hil/harness/store"
@@ -251,3 +254,158 @@ func testFailedPut(t *testing.T, s store.Store, bucket, prefix string) {
 type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, errDownlink }
+
+// RunServer checks that srv can be taken down and brought back. While it
+// is stopped its address refuses connections and a Put fails at once; a
+// Put in flight when it stops fails and leaves nothing; once started
+// again, a client made before the stop works as before and finds every
+// object. It writes under a new random prefix in bucket and leaves srv
+// running.
+func RunServer(t *testing.T, srv store.Server, bucket string) {
+	ctx := t.Context()
+	cfg := srv.Config()
+	s, err := store.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnsureBucket(ctx, bucket); err != nil {
+		t.Fatal(err)
+	}
+	prefix := "servertest/" + rand.Text() + "/"
+	t.Logf("writing under s3://%s/%s", bucket, prefix)
+	before := putSum(t, s, bucket, prefix+"before", 0, 3*MiB)
+
+	if err := srv.Start(ctx); err != nil {
+		t.Fatalf("Start while running: %v", err)
+	}
+	if _, err := s.Stat(ctx, bucket, prefix+"before"); err != nil {
+		t.Fatalf("after Start while running: %v", err)
+	}
+
+	// A Put in flight when the endpoint stops: the reader holds back the
+	// rest of the object until Stop has returned.
+	cut := &holdingReader{r: payload(1, 5*MiB), give: 2 * MiB, held: make(chan struct{}), release: make(chan struct{})}
+	putErr := make(chan error, 1)
+	go func() {
+		_, err := s.Put(ctx, bucket, prefix+"cut", cut, 5*MiB, store.PutOptions{})
+		putErr <- err
+	}()
+	select {
+	case <-cut.held:
+	case err := <-putErr:
+		t.Fatalf("Put ended before it was cut: %v", err)
+	}
+	if err := srv.Stop(ctx); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	close(cut.release)
+	if err := <-putErr; err == nil {
+		t.Errorf("a Put in flight across Stop succeeded")
+	}
+
+	if err := srv.Stop(ctx); err != nil {
+		t.Errorf("Stop while stopped: %v", err)
+	}
+	down := func(s *store.S3) error {
+		_, err := s.Put(ctx, bucket, prefix+"down", strings.NewReader("down"), 4, store.PutOptions{})
+		return err
+	}
+	// The first client may still hold connections the stop cut, and a Put
+	// (not retried: its body is a stream) then fails on one of those. A new
+	// client must be refused.
+	if err := down(s); err == nil {
+		t.Errorf("Put while stopped succeeded")
+	}
+	fresh, err := store.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := down(fresh); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("Put while stopped: %v; want connection refused", err)
+	}
+	if c, err := net.Dial("tcp", cfg.Endpoint); !errors.Is(err, syscall.ECONNREFUSED) {
+		if c != nil {
+			c.Close()
+		}
+		t.Errorf("dialing %s while stopped: %v; want connection refused", cfg.Endpoint, err)
+	}
+
+	if err := srv.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if got := srv.Config(); got != cfg {
+		t.Errorf("Config after Start = %+v, want %+v as before", got, cfg)
+	}
+	// The first client, unchanged, works again.
+	after := putSum(t, s, bucket, prefix+"after", 2, 1*MiB)
+	for key, sum := range map[string][]byte{"before": before, "after": after} {
+		if got := getSum(t, s, bucket, prefix+key); !bytes.Equal(got, sum) {
+			t.Errorf("%s: read back SHA-256 %x, put %x", key, got, sum)
+		}
+	}
+	for _, key := range []string{"cut", "down"} {
+		if _, err := s.Stat(ctx, bucket, prefix+key); !store.IsNotFound(err) {
+			t.Errorf("Stat of %s after Start: %v; want not found", key, err)
+		}
+	}
+	objs, err := s.List(ctx, bucket, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, o := range objs {
+		keys = append(keys, strings.TrimPrefix(o.Key, prefix))
+	}
+	if want := []string{"after", "before"}; !slices.Equal(keys, want) {
+		t.Errorf("List after Start = %q, want %q", keys, want)
+	}
+}
+
+// putSum puts size bytes of payload(seed) at key and returns their SHA-256.
+func putSum(t *testing.T, s store.Store, bucket, key string, seed uint64, size int64) []byte {
+	t.Helper()
+	h := sha256.New()
+	if _, err := s.Put(t.Context(), bucket, key, io.TeeReader(payload(seed, size), h), size, store.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return h.Sum(nil)
+}
+
+// getSum returns the SHA-256 of the object at key.
+func getSum(t *testing.T, s store.Store, bucket, key string) []byte {
+	t.Helper()
+	r, err := s.Get(t.Context(), bucket, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		t.Fatalf("reading back %s: %v", key, err)
+	}
+	return h.Sum(nil)
+}
+
+// holdingReader passes on give bytes of r, then closes held and waits for
+// release before passing on the rest.
+type holdingReader struct {
+	r       io.Reader
+	give    int64
+	held    chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (h *holdingReader) Read(p []byte) (int, error) {
+	if h.give == 0 {
+		h.once.Do(func() {
+			close(h.held)
+			<-h.release
+		})
+		return h.r.Read(p)
+	}
+	p = p[:min(int64(len(p)), h.give)]
+	n, err := h.r.Read(p)
+	h.give -= int64(n)
+	return n, err
+}
