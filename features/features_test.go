@@ -1,5 +1,6 @@
-// Package features holds the Gherkin features; this test runs them on the
-// sim bench, strictly, as `hil run` does.
+// Package features holds the Gherkin features; these tests run them,
+// strictly, as `hil run` does: all of them on the sim bench, and the S3
+// ones (@s3) again on the sim bench with a real MinIO server as the store.
 package features_test
 
 import (
@@ -8,6 +9,7 @@ import (
 
 	"github.com/satbench/hil/fixtures/payload"
 	"github.com/satbench/hil/harness/steps"
+	"github.com/satbench/hil/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -16,13 +18,24 @@ func TestMain(m *testing.M) {
 }
 
 func TestFeatures(t *testing.T) {
+	run(t, "../benches/sim.yaml", "")
+}
+
+func TestFeaturesMinIO(t *testing.T) {
+	bin := testenv.RequireMinIO(t)
+	t.Setenv("HIL_MINIO", bin)
+	run(t, "../benches/sim-minio.yaml", "@s3")
+}
+
+func run(t *testing.T, bench, tags string) {
 	s := steps.Suite(steps.Options{
-		Bench:    "../benches/sim.yaml",
+		Bench:    bench,
 		Paths:    []string{"."},
+		Tags:     tags,
 		Format:   "pretty",
 		TestingT: t,
 	})
 	if s.Run() != 0 {
-		t.Fatal("features failed (godog strict mode: undefined and pending steps fail too)")
+		t.Fatalf("features on %s failed (godog strict mode: undefined and pending steps fail too)", bench)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -17,10 +18,12 @@ import (
 
 	"github.com/satbench/hil/harness/bench"
 	"github.com/satbench/hil/harness/downlink"
+	"github.com/satbench/hil/harness/oort"
 	"github.com/satbench/hil/harness/power"
 	"github.com/satbench/hil/harness/remote"
 	"github.com/satbench/hil/harness/signal"
 	"github.com/satbench/hil/harness/store"
+	"github.com/satbench/hil/internal/netproxy"
 )
 
 // State is a window's state.
@@ -75,33 +78,37 @@ type Board struct {
 
 // Bus drives windows on the boards of one bench.
 type Bus struct {
-	Bench    *bench.Bench
-	Log      *Log
-	Store    store.Store
-	Downlink *downlink.Downlink
-	Boards   map[string]*Board
+	Bench  *bench.Bench
+	Log    *Log
+	Store  store.Store
+	Queue  *downlink.Queue // every file on its way down, from every window
+	Boards map[string]*Board
+	// StoreConfig is how the bus reaches the store (through StoreProxy
+	// when there is one).
+	StoreConfig store.Config
+	// StoreServer is the S3 endpoint the bench runs itself (kinds embedded
+	// and minio), which steps may stop and start; nil for kind s3.
+	StoreServer store.Server
+	// StoreProxy sits between the bus and a StoreServer, so that steps can
+	// slow the endpoint down or cut it; nil for kind s3.
+	StoreProxy *netproxy.Proxy
 
-	mu      sync.Mutex
-	running map[string]bool // boards with a window in progress
-	closers []func() error  // what Open started, in order
+	mu        sync.Mutex
+	running   map[string]bool // boards with a window in progress
+	closers   []func() error  // what Open started, in order
+	stopQueue func()          // ends the queue's Run and waits for it
 }
 
-// New builds a bus for b. The caller supplies the store and each board's
-// Power (see the sim package for the sim bench).
-func New(b *bench.Bench, st store.Store, spool string, powers map[string]power.Power) (*Bus, error) {
+// New builds a bus for b, delivering to st, with its downlink queue
+// journaled in queueDir (a queue left there by an earlier bus goes on).
+// The caller supplies each board's Power.
+func New(b *bench.Bench, st store.Store, queueDir string, powers map[string]power.Power) (*Bus, error) {
 	bus := &Bus{
 		Bench:   b,
 		Log:     &Log{},
 		Store:   st,
 		Boards:  map[string]*Board{},
 		running: map[string]bool{},
-		Downlink: &downlink.Downlink{
-			Store:     st,
-			Bucket:    b.Store.Bucket,
-			Prefix:    b.Store.Prefix,
-			Satellite: b.Satellite,
-			SpoolDir:  spool,
-		},
 	}
 	for _, bc := range b.Boards {
 		rc, err := RemoteConfig(bc)
@@ -114,7 +121,59 @@ func New(b *bench.Bench, st store.Store, spool string, powers map[string]power.P
 		}
 		bus.Boards[bc.Name] = &Board{Config: bc, Power: p, Remote: rc}
 	}
+	dl := b.Downlink
+	routes := map[string]downlink.Route{}
+	for _, r := range dl.Routes {
+		routes[r.Topic] = downlink.Route{Bucket: r.Bucket, Prefix: r.Prefix}
+	}
+	link := dl.Link
+	q, err := downlink.Open(downlink.Config{
+		Dir:       queueDir,
+		Store:     st,
+		Satellite: b.Satellite,
+		Bucket:    b.Store.Bucket,
+		Prefix:    b.Store.Prefix,
+		Routes:    routes,
+		Link: downlink.NewLink(downlink.LinkConfig{
+			Rate: int64(link.Rate), Latency: link.Latency.D(), Loss: link.Loss, Budget: int64(link.Budget),
+			Start: link.Contacts.Start.D(), Duration: link.Contacts.Duration.D(), Period: link.Contacts.Period.D(),
+		}, time.Now()),
+		Uploads:  dl.Uploads,
+		RetryMin: dl.Retry.Min.D(),
+		RetryMax: dl.Retry.Max.D(),
+		Notify:   bus.queueEvent,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bus: bench %s: %w", b.File, err)
+	}
+	bus.Queue = q
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); q.Run(ctx) }()
+	bus.stopQueue = func() { cancel(); <-done; q.Close() }
 	return bus, nil
+}
+
+// queueEvent records what the downlink queue did, in the event log.
+func (b *Bus) queueEvent(e downlink.Event) {
+	it := e.Item
+	detail := it.Name
+	switch {
+	case e.Kind == "delivered":
+		detail = fmt.Sprintf("%s: s3://%s/%s (%d bytes)", it.Name, e.Object.Bucket, e.Object.Key, e.Object.Size)
+	case e.Err != nil:
+		detail = fmt.Sprintf("%s: %s: %v", it.Name, e.Detail, e.Err)
+	case e.Detail != "":
+		detail = it.Name + ": " + e.Detail
+	}
+	if it.Source != downlink.SourceOutbox {
+		detail = it.Source + " " + detail
+	}
+	ev := Event{Window: it.Window, Board: it.Board, Kind: KindDownlink, Name: e.Kind, Detail: detail, File: it.Name}
+	if e.Kind == "delivered" {
+		ev.Object = "s3://" + e.Object.Bucket + "/" + e.Object.Key
+	}
+	b.Log.Append(ev)
 }
 
 // RemoteConfig reads the board's SSH key and pinned host key.
@@ -207,10 +266,10 @@ func (r *run) do(ctx context.Context) (objs []store.Object, err error) {
 		r.powerOff()
 		return nil, err
 	}
-	// What was swept is delivered even when the sweep failed for some
-	// files: those left the payload and exist only in the spool.
-	items, serr := r.end(ctx, c)
-	objs, derr := r.downlink(ctx, items)
+	// What was queued is delivered even when the sweep failed for some
+	// files: those left the payload and exist only in the queue.
+	ids, serr := r.end(ctx, c)
+	objs, derr := r.downlink(ctx, ids)
 	return objs, joinErrs(serr, derr)
 }
 
@@ -320,18 +379,29 @@ func (r *run) signal(ctx context.Context, c *remote.Client) error {
 	return nil
 }
 
-// end sweeps the outbox, shuts the payload down and cuts power. The sweep
-// comes before the shutdown: a halted payload serves no SFTP, and in orbit
-// the files move to the bus's storage before the payload goes dark.
-func (r *run) end(ctx context.Context, c *remote.Client) ([]downlink.Item, error) {
+// end hands the outbox and the OORT agent's files to the downlink queue,
+// shuts the payload down and cuts power. Collection comes before the
+// shutdown: a halted payload serves no SFTP, and in orbit the files move
+// to the bus's storage before the payload goes dark. It returns the ids
+// queued.
+func (r *run) end(ctx context.Context, c *remote.Client) ([]string, error) {
 	r.state(Ending, "")
-	items, err := r.bus.Downlink.Sweep(ctx, c, signal.OutboxDir,
-		downlink.Item{Window: r.w.ID, Board: r.w.Board, Source: "outbox"})
-	for _, it := range items {
-		r.event(Event{Kind: KindDownlink, Name: "swept", Detail: fmt.Sprintf("%s (%d bytes, sha256 %s)", it.Name, it.Size, it.SHA256)})
+	var ids []string
+	enqueue := func(ctx context.Context, it downlink.Item, data string) error {
+		it, err := r.bus.Queue.Enqueue(ctx, it, data)
+		if err == nil && it.ID != "" {
+			ids = append(ids, it.ID)
+		}
+		return err
 	}
+	err := downlink.Sweep(ctx, c, signal.OutboxDir, r.bus.Queue.Incoming(),
+		downlink.Item{Window: r.w.ID, Board: r.w.Board, Source: downlink.SourceOutbox, TTL: r.bus.ttl()}, enqueue)
 	if err != nil {
 		r.event(Event{Kind: KindError, Name: "sweep failed", Detail: err.Error()})
+	}
+	if cerr := r.collect(ctx, c, enqueue); cerr != nil {
+		r.event(Event{Kind: KindError, Name: "oort collection failed", Detail: cerr.Error()})
+		err = errors.Join(err, cerr)
 	}
 	// The payload halts while answering, so a dropped session is expected.
 	serr := signal.Shutdown(ctx, c)
@@ -339,7 +409,66 @@ func (r *run) end(ctx context.Context, c *remote.Client) ([]downlink.Item, error
 	r.waitHalt(ctx)
 	r.powerOff()
 	r.state(Off, "")
-	return items, err
+	return ids, err
+}
+
+// ttl is the TTL of outbox and staged files.
+func (b *Bus) ttl() downlink.TTL {
+	t := b.Bench.Downlink.TTL
+	return downlink.TTL{Urgent: t.Urgent.D(), Bulk: t.Bulk.D(), Surplus: t.Surplus.D()}
+}
+
+// collect pulls the OORT agent's complete pairs, if the board runs one,
+// and queues each that matches its meta. A pair that does not is reported
+// and left on the payload.
+func (r *run) collect(ctx context.Context, c *remote.Client, enqueue func(context.Context, downlink.Item, string) error) error {
+	addr := r.board.Config.OORT.Address
+	if addr == "" {
+		return nil
+	}
+	col := &oort.Collector{Agent: "http://" + addr, Topics: r.bus.Bench.Downlink.Topics, SpoolDir: r.bus.Queue.Incoming()}
+	info, err := col.Info(ctx)
+	if err != nil {
+		return err
+	}
+	files := c
+	if u := info.Sysinfo.Username; u != "" && u != r.board.Remote.User {
+		// The collector logs in as the agent's user.
+		rc := r.board.Remote
+		rc.User = u
+		if files, err = remote.Dial(ctx, rc); err != nil {
+			return fmt.Errorf("oort: log in as the agent's user %s: %w", u, err)
+		}
+		defer files.Close()
+	}
+	rep, err := col.Collect(ctx, info, files, func(ctx context.Context, p oort.Pulled) error {
+		ttl := p.Meta.SendOptions.TTLParams
+		return enqueue(ctx, downlink.Item{
+			Source: downlink.SourceOORT, Window: r.w.ID, Board: r.w.Board,
+			Name: oortName(p.Meta), Path: p.Meta.FileInfo.Path, Topic: p.Meta.Topic, UUID: p.Meta.FileInfo.ID,
+			Size: p.Size, SHA256: p.SHA256, Meta: p.Meta.SendOptions.Tags,
+			TTL: downlink.TTL{Urgent: time.Duration(ttl.Urgent) * time.Second, Bulk: time.Duration(ttl.Bulk) * time.Second, Surplus: time.Duration(ttl.Surplus) * time.Second},
+		}, p.Data)
+	})
+	for _, id := range rep.Accepted {
+		r.event(Event{Kind: KindDownlink, Name: "oort collected", Detail: id})
+	}
+	for _, rj := range rep.Rejected {
+		r.event(Event{Kind: KindError, Name: "oort pair rejected", Detail: fmt.Sprintf("%s: %s (kept on the payload, not delivered)", rj.UUID, rj.Reason)})
+	}
+	for _, id := range rep.Pending {
+		r.event(Event{Kind: KindDownlink, Name: "oort pair incomplete", Detail: id + " (left for the next collection)"})
+	}
+	return err
+}
+
+// oortName is the base name an OORT file lands under: its original name,
+// else its id.
+func oortName(m oort.Meta) string {
+	if name := path.Base(m.FileInfo.Path); name != "" && name != "/" && name != "." {
+		return name
+	}
+	return m.FileInfo.ID
 }
 
 // waitHalt gives the payload the shutdown grace time to stop by itself.
@@ -360,21 +489,19 @@ func (r *run) waitHalt(ctx context.Context) {
 	}
 }
 
-func (r *run) downlink(ctx context.Context, items []downlink.Item) ([]store.Object, error) {
-	r.state(Downlinking, fmt.Sprintf("%d files", len(items)))
+func (r *run) downlink(ctx context.Context, ids []string) ([]store.Object, error) {
+	r.state(Downlinking, fmt.Sprintf("%d files", len(ids)))
+	evs, err := r.bus.Queue.Wait(ctx, ids)
 	var objs []store.Object
 	var errs []error
-	for _, it := range items {
-		obj, err := r.bus.Downlink.Deliver(ctx, it)
-		if err != nil {
-			r.event(Event{Kind: KindError, Name: "delivery failed", Detail: err.Error()})
-			errs = append(errs, err)
-			continue
+	for _, e := range evs {
+		if e.Kind == "delivered" {
+			objs = append(objs, e.Object)
+		} else {
+			errs = append(errs, fmt.Errorf("%s %s: %s", e.Item.Name, e.Kind, e.Detail))
 		}
-		objs = append(objs, obj)
-		r.event(Event{Kind: KindDownlink, Name: "delivered", Detail: fmt.Sprintf("s3://%s/%s (%d bytes)", obj.Bucket, obj.Key, obj.Size)})
 	}
-	return objs, errors.Join(errs...)
+	return objs, errors.Join(append(errs, err)...)
 }
 
 // powerOff cuts power even when the window's context is gone.

@@ -29,8 +29,10 @@ type Event struct {
 	Board  string
 	Kind   Kind
 	State  State  // for KindState
-	Name   string // what happened, e.g. "configure", "swept", "delivered"
+	Name   string // what happened, e.g. "configure", "queued", "delivered"
 	Detail string // free text: a reason, a key, stderr
+	File   string // for KindDownlink: the file's name on the payload
+	Object string // for a delivery: s3://bucket/key
 }
 
 func (e Event) String() string {

@@ -14,6 +14,7 @@ import (
 	"github.com/satbench/hil/harness/bench"
 	"github.com/satbench/hil/harness/power"
 	"github.com/satbench/hil/harness/store"
+	"github.com/satbench/hil/internal/netproxy"
 )
 
 // ChildEnv marks a process started as the reference payload: the hil
@@ -38,13 +39,20 @@ func Open(ctx context.Context, b *bench.Bench, dir string) (*Bus, error) {
 		}
 		return nil, err
 	}
-	st, closeStore, err := openStore(ctx, b, filepath.Join(dir, "s3"))
+	st, stCfg, srv, proxy, err := openStore(ctx, b, filepath.Join(dir, "s3"))
 	if err != nil {
 		return fail(err)
 	}
-	closers = append(closers, closeStore)
+	if srv != nil {
+		closers = append(closers, srv.Close, proxy.Close)
+	}
 	if err := st.EnsureBucket(ctx, b.Store.Bucket); err != nil {
 		return fail(fmt.Errorf("bus: bench %s: store.bucket %s: %w", b.File, b.Store.Bucket, err))
+	}
+	for i, r := range b.Downlink.Routes {
+		if err := st.EnsureBucket(ctx, r.Bucket); err != nil {
+			return fail(fmt.Errorf("bus: bench %s: downlink.routes[%d].bucket %s: %w", b.File, i, r.Bucket, err))
+		}
 	}
 	powers := map[string]power.Power{}
 	consoles := map[string]string{}
@@ -66,7 +74,7 @@ func Open(ctx context.Context, b *bench.Bench, dir string) (*Bus, error) {
 	}
 	opened := *b
 	opened.Boards = boards
-	bus, err := New(&opened, st, filepath.Join(dir, "spool"), powers)
+	bus, err := New(&opened, st, filepath.Join(dir, "queue"), powers)
 	if err != nil {
 		return fail(err)
 	}
@@ -74,11 +82,17 @@ func Open(ctx context.Context, b *bench.Bench, dir string) (*Bus, error) {
 		bus.Boards[name].Console = console
 	}
 	bus.closers = closers
+	bus.StoreConfig, bus.StoreServer, bus.StoreProxy = stCfg, srv, proxy
 	return bus, nil
 }
 
-// Close powers every board off and stops what Open started.
+// Close stops the downlink queue (what it has not delivered stays in its
+// journal), powers every board off and stops what Open started.
 func (b *Bus) Close() error {
+	if b.stopQueue != nil {
+		b.stopQueue()
+		b.stopQueue = nil
+	}
 	var errs []error
 	for i := len(b.closers) - 1; i >= 0; i-- {
 		errs = append(errs, b.closers[i]())
@@ -87,22 +101,42 @@ func (b *Bus) Close() error {
 	return errors.Join(errs...)
 }
 
-func openStore(ctx context.Context, b *bench.Bench, dir string) (store.Store, func() error, error) {
+// openStore opens the bench's store. For the kinds the bench runs itself
+// (embedded, minio) it also returns the server and the proxy the bus
+// reaches it through.
+func openStore(ctx context.Context, b *bench.Bench, dir string) (store.Store, store.Config, store.Server, *netproxy.Proxy, error) {
+	fail := func(err error) (store.Store, store.Config, store.Server, *netproxy.Proxy, error) {
+		return nil, store.Config{}, nil, nil, fmt.Errorf("bus: bench %s: store kind %s: %w", b.File, b.Store.Kind, err)
+	}
+	var srv store.Server
+	var err error
 	switch b.Store.Kind {
-	case "embedded":
+	case "embedded", "minio":
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, nil, fmt.Errorf("bus: embedded store: %w", err)
+			return fail(err)
 		}
-		e, err := store.StartEmbedded(ctx, dir, nil)
+		if b.Store.Kind == "embedded" {
+			srv, err = store.StartEmbedded(ctx, dir, nil)
+		} else {
+			srv, err = store.StartMinIO(ctx, dir, nil)
+		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("bus: embedded store: %w", err)
+			return fail(err)
 		}
-		st, err := store.New(e.Config())
+		proxy, err := netproxy.Start(ctx, srv.Config().Endpoint)
 		if err != nil {
-			e.Close()
-			return nil, nil, err
+			srv.Close()
+			return fail(err)
 		}
-		return st, e.Close, nil
+		cfg := srv.Config()
+		cfg.Endpoint = proxy.Addr()
+		st, err := store.New(cfg)
+		if err != nil {
+			proxy.Close()
+			srv.Close()
+			return fail(err)
+		}
+		return st, cfg, srv, proxy, nil
 	case "s3":
 		access, secret := os.Getenv(b.Store.AccessKeyEnv), os.Getenv(b.Store.SecretKeyEnv)
 		var missing []string
@@ -113,17 +147,18 @@ func openStore(ctx context.Context, b *bench.Bench, dir string) (store.Store, fu
 			missing = append(missing, b.Store.SecretKeyEnv)
 		}
 		if len(missing) > 0 {
-			return nil, nil, fmt.Errorf("bus: bench %s: store %s needs credentials in the environment: %s not set",
-				b.File, b.Store.Endpoint, strings.Join(missing, " and "))
+			return fail(fmt.Errorf("endpoint %s needs credentials in the environment: %s not set",
+				b.Store.Endpoint, strings.Join(missing, " and ")))
 		}
-		st, err := store.New(store.Config{Endpoint: b.Store.Endpoint, Secure: b.Store.Secure,
-			Region: b.Store.Region, AccessKey: access, SecretKey: secret})
+		cfg := store.Config{Endpoint: b.Store.Endpoint, Secure: b.Store.Secure,
+			Region: b.Store.Region, AccessKey: access, SecretKey: secret}
+		st, err := store.New(cfg)
 		if err != nil {
-			return nil, nil, fmt.Errorf("bus: bench %s: %w", b.File, err)
+			return fail(err)
 		}
-		return st, func() error { return nil }, nil
+		return st, cfg, nil, nil, nil
 	}
-	return nil, nil, fmt.Errorf("bus: bench %s: store.kind %q is not embedded or s3", b.File, b.Store.Kind)
+	return nil, store.Config{}, nil, nil, fmt.Errorf("bus: bench %s: store.kind %q is not embedded, minio or s3", b.File, b.Store.Kind)
 }
 
 // openPower builds a board's power. For kind process, the reference
@@ -137,12 +172,14 @@ func openPower(bc *bench.Board, dir string) (power.Power, *os.File, error) {
 	if bc.Power.Kind != "process" {
 		return fail(fmt.Errorf("power.kind %q is not supported yet (want process)", bc.Power.Kind))
 	}
-	if strings.HasSuffix(bc.Address, ":0") {
-		addr, err := FreeLoopbackPort()
-		if err != nil {
-			return fail(fmt.Errorf("pick a port: %w", err))
+	for _, addr := range []*string{&bc.Address, &bc.OORT.Address} {
+		if strings.HasSuffix(*addr, ":0") {
+			free, err := FreeLoopbackPort()
+			if err != nil {
+				return fail(fmt.Errorf("pick a port: %w", err))
+			}
+			*addr = free
 		}
-		bc.Address = addr
 	}
 	hostKey, err := filepath.Abs(bc.Power.HostKey)
 	if err != nil {
@@ -173,11 +210,15 @@ func openPower(bc *bench.Board, dir string) (power.Power, *os.File, error) {
 	if err != nil {
 		return fail(err)
 	}
+	args := []string{"--root", root, "--listen", bc.Address, "--host-key", hostKey,
+		"--authorized-key", pub, "--user", bc.SSH.User}
+	if bc.OORT.Address != "" {
+		args = append(args, "--oort-listen", bc.OORT.Address)
+	}
 	return &power.Process{
-		Name: bc.Name,
-		Path: self,
-		Args: []string{"--root", root, "--listen", bc.Address, "--host-key", hostKey,
-			"--authorized-key", pub, "--user", bc.SSH.User},
+		Name:    bc.Name,
+		Path:    self,
+		Args:    args,
 		Env:     append(os.Environ(), ChildEnv),
 		Console: console,
 	}, console, nil

@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/satbench/hil/harness/bench"
+	"github.com/satbench/hil/harness/perf"
 	"github.com/satbench/hil/harness/steps"
 )
 
@@ -23,6 +24,7 @@ var Version = ""
 
 const usage = `usage:
   hil run [--bench FILE] [--tags EXPR] [--format pretty|progress|junit:FILE|cucumber:FILE] [-v] [features...]
+  hil bench downlink [--bench FILE] [--files N] [--size SIZE]
   hil version
 `
 
@@ -37,6 +39,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		return run(args[1:], stdout, stderr)
+	case "bench":
+		return benchCmd(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "hil", version())
 		return 0
@@ -44,7 +48,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
-	fmt.Fprintf(stderr, "hil: unknown command %q (want run or version)\n%s", args[0], usage)
+	fmt.Fprintf(stderr, "hil: unknown command %q (want run, bench or version)\n%s", args[0], usage)
 	return 2
 }
 
@@ -152,4 +156,48 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func benchCmd(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "downlink" {
+		fmt.Fprintf(stderr, "hil bench: want a benchmark name: downlink\n%s", usage)
+		return 2
+	}
+	fs := flag.NewFlagSet("hil bench downlink", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	benchFile := fs.String("bench", filepath.Join("benches", "sim.yaml"), "bench file")
+	files := fs.Int("files", 16, "number of files")
+	size := fs.String("size", "4MiB", "size of each file, e.g. 64KiB, 4MiB, 1GiB")
+	if err := fs.Parse(args[1:]); err != nil {
+		fmt.Fprintf(stderr, "hil bench downlink: %v\n%s", err, usage)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "hil bench downlink: unexpected argument %q\n%s", fs.Arg(0), usage)
+		return 2
+	}
+	n, err := bench.ParseByteSize(*size)
+	if err != nil || n <= 0 {
+		fmt.Fprintf(stderr, "hil bench downlink: --size %q: want a size above zero, e.g. 4MiB\n", *size)
+		return 2
+	}
+	if *files <= 0 {
+		fmt.Fprintf(stderr, "hil bench downlink: --files %d: want 1 or more\n", *files)
+		return 2
+	}
+	b, err := bench.Load(*benchFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "hil bench downlink: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	r, err := perf.Downlink(ctx, perf.DownlinkOptions{Bench: b, Files: *files, Size: int64(n),
+		Logf: func(f string, a ...any) { fmt.Fprintf(stderr, "hil bench: "+f+"\n", a...) }})
+	if err != nil {
+		fmt.Fprintf(stderr, "hil bench downlink: %v\n", err)
+		return 1
+	}
+	fmt.Fprint(stdout, r)
+	return 0
 }

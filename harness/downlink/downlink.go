@@ -1,6 +1,8 @@
 // Package downlink moves files a payload queued for the ground into S3:
-// it sweeps them off the payload into the bus's spool, then delivers each
-// one whole under the documented key layout.
+// sources (the /outbox sweep, the OORT collector, StageFileDownload) hand
+// files to one journaled queue; they cross a modelled space link, most
+// urgent first, and each lands whole, exactly once, under the documented
+// key layout.
 package downlink
 
 import (
@@ -13,15 +15,11 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/satbench/hil/harness/store"
 )
 
 // Source is a payload's filesystem as the sweep sees it; *remote.Client
@@ -30,35 +28,6 @@ type Source interface {
 	ReadDir(ctx context.Context, dir string) ([]fs.FileInfo, error)
 	Get(ctx context.Context, name string, w io.Writer) (int64, error)
 	Remove(ctx context.Context, name string) error
-}
-
-// Item is one file on its way down.
-type Item struct {
-	Window string
-	Board  string
-	Source string // "outbox"
-	Name   string // base name on the payload
-	Spool  string // the bus-side copy
-	Size   int64
-	SHA256 string // hex
-}
-
-// Downlink delivers to one bucket for one satellite.
-type Downlink struct {
-	Store     store.Store
-	Bucket    string
-	Prefix    string // customer prefix, without slashes at either end
-	Satellite string // e.g. FM1
-	SpoolDir  string
-	Now       func() time.Time // default time.Now
-	seq       atomic.Int64
-}
-
-func (d *Downlink) now() time.Time {
-	if d.Now != nil {
-		return d.Now()
-	}
-	return time.Now()
 }
 
 // OutboxKey is the object key of an outbox file delivered at t:
@@ -76,9 +45,13 @@ func OutboxKey(prefix, satellite string, t time.Time, name string) string {
 // or invalid UTF-8 would make a key that escapes the layout or that some
 // S3 tools cannot print, so those bytes are percent-escaped (and so is %,
 // to keep the escaping reversible). The timestamp prefix makes "." and ".."
-// harmless.
+// harmless. A name escaping to more than maxNameBytes is cut there, at a
+// character boundary, and ends in "~" and 16 hex digits of its SHA-256,
+// so that long names stay distinct: S3 servers that keep objects as files
+// (MinIO, the embedded one) refuse key segments over 255 bytes.
 func keySafe(name string) string {
 	var b strings.Builder
+	cut := 0 // length of b at the last character boundary within the limit
 	for i := 0; i < len(name); {
 		r, n := utf8.DecodeRuneInString(name[i:])
 		if (r == utf8.RuneError && n == 1) || r == '/' || r == '%' || unicode.IsControl(r) {
@@ -88,26 +61,39 @@ func keySafe(name string) string {
 		} else {
 			b.WriteString(name[i : i+n])
 		}
+		if b.Len() <= maxNameBytes-17 {
+			cut = b.Len()
+		}
 		i += n
 	}
-	return b.String()
+	if b.Len() <= maxNameBytes {
+		return b.String()
+	}
+	sum := sha256.Sum256([]byte(name))
+	return b.String()[:cut] + "~" + hex.EncodeToString(sum[:8])
 }
 
-// Sweep copies every regular file in dir on the payload into the spool,
-// checking each copy's length against the listing, then removes the
-// original. A file that fails stays on the payload and the sweep goes on:
-// the files spooled are returned with the failures joined in the error.
-func (d *Downlink) Sweep(ctx context.Context, src Source, dir string, it Item) ([]Item, error) {
+// maxNameBytes bounds the name part of a key's last segment, which also
+// holds the 17-byte timestamp: 17 + 200 stays well under 255.
+const maxNameBytes = 200
+
+// Sweep pulls every regular file in dir on the payload into spool (a
+// directory on the queue's filesystem, normally Queue.Incoming), checking
+// each copy's length against the listing and hashing it on the way, and
+// hands it to accept as it: the item with Name, Path, Size and SHA256 set,
+// and the local copy's path. Only when accept returns nil is the original
+// removed. A file that fails stays on the payload and the sweep goes on,
+// in name order: the errors are joined.
+func Sweep(ctx context.Context, src Source, dir, spool string, it Item, accept func(context.Context, Item, string) error) error {
 	fis, err := src.ReadDir(ctx, dir)
 	if err != nil {
-		return nil, fmt.Errorf("downlink: sweep %s: %w", dir, err)
+		return fmt.Errorf("downlink: sweep %s: %w", dir, err)
 	}
-	if err := os.MkdirAll(d.SpoolDir, 0o700); err != nil {
-		return nil, fmt.Errorf("downlink: spool: %w", err)
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		return fmt.Errorf("downlink: spool: %w", err)
 	}
 	// In name order, so that sweeps and their logs are repeatable.
 	slices.SortFunc(fis, func(a, b fs.FileInfo) int { return strings.Compare(a.Name(), b.Name()) })
-	var items []Item
 	var errs []error
 	for _, fi := range fis {
 		if !fi.Mode().IsRegular() {
@@ -118,25 +104,23 @@ func (d *Downlink) Sweep(ctx context.Context, src Source, dir string, it Item) (
 			break
 		}
 		one := it
-		one.Name = fi.Name()
-		got, err := d.spool(ctx, src, path.Join(dir, fi.Name()), fi.Size(), one)
-		if err != nil {
+		one.Name, one.Path = fi.Name(), path.Join(dir, fi.Name())
+		if err := sweepOne(ctx, src, spool, fi.Size(), one, accept); err != nil {
 			errs = append(errs, err)
-			continue
 		}
-		items = append(items, got)
 	}
-	return items, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
-func (d *Downlink) spool(ctx context.Context, src Source, name string, size int64, it Item) (Item, error) {
-	it.Spool = filepath.Join(d.SpoolDir, fmt.Sprintf("%s-%d", it.Window, d.seq.Add(1)))
-	f, err := os.OpenFile(it.Spool, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+func sweepOne(ctx context.Context, src Source, spool string, size int64, it Item, accept func(context.Context, Item, string) error) error {
+	f, err := os.CreateTemp(spool, "sweep-*")
 	if err != nil {
-		return it, fmt.Errorf("downlink: spool %s: %w", name, err)
+		return fmt.Errorf("downlink: spool %s: %w", it.Path, err)
 	}
+	local := f.Name()
+	defer os.Remove(local) // accept renames it away when it takes it
 	h := sha256.New()
-	n, err := src.Get(ctx, name, io.MultiWriter(f, h))
+	n, err := src.Get(ctx, it.Path, io.MultiWriter(f, h))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -144,41 +128,14 @@ func (d *Downlink) spool(ctx context.Context, src Source, name string, size int6
 		err = fmt.Errorf("read %d bytes, listed as %d (still being written?)", n, size)
 	}
 	if err != nil {
-		os.Remove(it.Spool)
-		return it, fmt.Errorf("downlink: sweep %s: %w", name, err)
+		return fmt.Errorf("downlink: sweep %s: %w", it.Path, err)
 	}
 	it.Size, it.SHA256 = n, hex.EncodeToString(h.Sum(nil))
-	if err := src.Remove(ctx, name); err != nil {
-		os.Remove(it.Spool)
-		return it, fmt.Errorf("downlink: sweep %s: %w", name, err)
+	if err := accept(ctx, it, local); err != nil {
+		return fmt.Errorf("downlink: sweep %s: %w", it.Path, err)
 	}
-	return it, nil
-}
-
-// Deliver puts a spooled item into S3, checks what landed, and drops the
-// spool copy. The key's timestamp is the delivery time.
-func (d *Downlink) Deliver(ctx context.Context, it Item) (store.Object, error) {
-	f, err := os.Open(it.Spool)
-	if err != nil {
-		return store.Object{}, fmt.Errorf("downlink: deliver %s: %w", it.Name, err)
+	if err := src.Remove(ctx, it.Path); err != nil {
+		return fmt.Errorf("downlink: sweep %s: queued, but not removed from the payload: %w", it.Path, err)
 	}
-	defer f.Close()
-	key := OutboxKey(d.Prefix, d.Satellite, d.now(), it.Name)
-	// Put checks that the object landed whole, with exactly it.Size bytes.
-	obj, err := d.Store.Put(ctx, d.Bucket, key, f, it.Size, store.PutOptions{
-		ContentType: "application/octet-stream",
-		Metadata: map[string]string{
-			"window-id": it.Window,
-			"payload":   it.Board,
-			"source":    it.Source,
-			"sha256":    it.SHA256,
-		},
-	})
-	if err != nil {
-		return store.Object{}, fmt.Errorf("downlink: deliver %s: %w", it.Name, err)
-	}
-	if err := os.Remove(it.Spool); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return obj, fmt.Errorf("downlink: drop spool copy of %s: %w", it.Name, err)
-	}
-	return obj, nil
+	return nil
 }

@@ -1,6 +1,7 @@
 package downlink_test
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -17,15 +18,18 @@ import (
 	"github.com/satbench/hil/harness/downlink"
 	"github.com/satbench/hil/harness/remote"
 	"github.com/satbench/hil/harness/store"
+	"github.com/satbench/hil/internal/waitlog"
 )
 
 // rig is a reference payload served in-process over real SSH, the bus's
-// client to it, and an embedded S3 endpoint.
+// client to it, an embedded S3 endpoint and a queue delivering to it.
 type rig struct {
 	root string
 	c    *remote.Client
 	st   store.Store
-	dl   *downlink.Downlink
+	q    *downlink.Queue
+	dir  string
+	log  *waitlog.Log[downlink.Event]
 }
 
 func newRig(t testing.TB) *rig {
@@ -50,9 +54,82 @@ func newRig(t testing.TB) *rig {
 	if err := st.EnsureBucket(ctx, "down"); err != nil {
 		t.Fatal(err)
 	}
-	return &rig{root: p.Root, c: c, st: st, dl: &downlink.Downlink{
-		Store: st, Bucket: "down", Prefix: "cust", Satellite: "FM1", SpoolDir: filepath.Join(dir, "spool"),
-	}}
+	r := &rig{root: p.Root, c: c, st: st, dir: dir}
+	r.open(t, downlink.Config{})
+	return r
+}
+
+// open opens the rig's queue with cfg over the defaults, and runs it
+// until the test ends.
+func (r *rig) open(t testing.TB, cfg downlink.Config) {
+	t.Helper()
+	r.log = &waitlog.Log[downlink.Event]{}
+	cfg.Dir, cfg.Store, cfg.Satellite = filepath.Join(r.dir, "queue"), r.st, "FM1"
+	cfg.Bucket, cfg.Prefix = cmp.Or(cfg.Bucket, "down"), cmp.Or(cfg.Prefix, "cust")
+	cfg.Notify = func(e downlink.Event) { r.log.Append(e) }
+	q, err := downlink.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- q.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		q.Close()
+	})
+	r.q = q
+}
+
+// sweep sweeps /outbox into the queue and returns the ids queued.
+func (r *rig) sweep(t testing.TB, src downlink.Source, window string) ([]string, error) {
+	t.Helper()
+	var ids []string
+	err := downlink.Sweep(t.Context(), src, "/outbox", r.q.Incoming(),
+		downlink.Item{Window: window, Board: "ref", Source: downlink.SourceOutbox},
+		func(ctx context.Context, it downlink.Item, data string) error {
+			it, err := r.q.Enqueue(ctx, it, data)
+			if err == nil && it.ID != "" {
+				ids = append(ids, it.ID)
+			}
+			return err
+		})
+	return ids, err
+}
+
+// wait waits for the items to be delivered and returns their objects.
+func (r *rig) wait(t testing.TB, ids []string) []store.Object {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	evs, err := r.q.Wait(ctx, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var objs []store.Object
+	for _, e := range evs {
+		if e.Kind != "delivered" {
+			t.Fatalf("%s: %s %s", e.Item.Name, e.Kind, e.Detail)
+		}
+		objs = append(objs, e.Object)
+	}
+	return objs
+}
+
+// sha256Of reads an object back and hashes it.
+func (r *rig) sha256Of(t testing.TB, bucket, key string) string {
+	t.Helper()
+	rc, err := r.st.Get(t.Context(), bucket, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, rc); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // put writes a payload outbox file of size bytes and returns its SHA-256.
@@ -74,7 +151,6 @@ func (r *rig) put(t testing.TB, name string, size int64) string {
 
 func TestSweepDeliver(t *testing.T) {
 	r := newRig(t)
-	ctx := context.Background()
 	want := map[string]string{
 		"empty":      r.put(t, "empty", 0),
 		"small.txt":  r.put(t, "small.txt", 100),
@@ -83,75 +159,79 @@ func TestSweepDeliver(t *testing.T) {
 	}
 	os.Mkdir(filepath.Join(r.root, "outbox", "subdir"), 0o755) // not a file: left alone
 
-	items, err := r.dl.Sweep(ctx, r.c, "/outbox", downlink.Item{Window: "5", Board: "ref", Source: "outbox"})
+	ids, err := r.sweep(t, r.c, "5")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(items) != len(want) {
-		t.Fatalf("swept %d files, want %d: %+v", len(items), len(want), items)
+	if len(ids) != len(want) {
+		t.Fatalf("queued %d files, want %d", len(ids), len(want))
 	}
 	left, _ := os.ReadDir(filepath.Join(r.root, "outbox"))
 	if len(left) != 1 || left[0].Name() != "subdir" {
 		t.Errorf("outbox after sweep holds %v, want only subdir", left)
 	}
-	for _, it := range items {
-		if it.SHA256 != want[it.Name] {
-			t.Errorf("%q spooled with sha256 %s, want %s", it.Name, it.SHA256, want[it.Name])
-		}
-		obj, err := r.dl.Deliver(ctx, it)
-		if err != nil {
-			t.Fatal(err)
+	objs := r.wait(t, ids)
+	for _, obj := range objs {
+		name := obj.Key[strings.LastIndex(obj.Key, "Z_")+2:]
+		if name == "we ird%01" {
+			name = "we ird\x01"
 		}
 		if !strings.HasPrefix(obj.Key, "cust/FM1/downlink/") {
 			t.Errorf("key %q outside the layout", obj.Key)
 		}
-		rc, err := r.st.Get(ctx, "down", obj.Key)
-		if err != nil {
-			t.Fatal(err)
+		if got := r.sha256Of(t, "down", obj.Key); got != want[name] {
+			t.Errorf("s3 %s: sha256 %s, want %s", obj.Key, got, want[name])
 		}
-		h := sha256.New()
-		io.Copy(h, rc)
-		rc.Close()
-		if got := hex.EncodeToString(h.Sum(nil)); got != want[it.Name] {
-			t.Errorf("s3 %s: sha256 %s, want %s", obj.Key, got, want[it.Name])
-		}
-		if obj.Metadata["window-id"] != "5" || obj.Metadata["sha256"] != want[it.Name] || obj.Metadata["source"] != "outbox" {
+		if obj.Metadata["window-id"] != "5" || obj.Metadata["sha256"] != want[name] || obj.Metadata["source"] != "outbox" || obj.Metadata["payload"] != "ref" {
 			t.Errorf("s3 %s: metadata %v", obj.Key, obj.Metadata)
 		}
-		if _, err := os.Stat(it.Spool); !os.IsNotExist(err) {
-			t.Errorf("spool copy %s kept after delivery: %v", it.Spool, err)
+		if wantType := map[bool]string{true: "text/plain; charset=utf-8", false: "application/octet-stream"}[name == "small.txt"]; obj.ContentType != wantType {
+			t.Errorf("s3 %s: content type %q, want %q", obj.Key, obj.ContentType, wantType)
 		}
+	}
+	if p := r.q.Pending(); len(p) != 0 {
+		t.Errorf("queue still holds %v after delivery", p)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(r.dir, "queue", "items")); len(ents) != 0 {
+		t.Errorf("journal still holds %d files after delivery", len(ents))
 	}
 }
 
-// TestDeliverFailureKeepsSpool: a delivery that fails loses nothing; the
-// spooled copy stays for a retry.
-func TestDeliverFailureKeepsSpool(t *testing.T) {
+// TestRetryUntilDelivered: an upload that fails (here the bucket does not
+// exist yet) loses nothing and is retried with backoff until it lands,
+// once, under the key fixed for it.
+func TestRetryUntilDelivered(t *testing.T) {
 	r := newRig(t)
-	ctx := context.Background()
-	r.put(t, "keep.bin", 1000)
-	items, err := r.dl.Sweep(ctx, r.c, "/outbox", downlink.Item{Window: "6", Source: "outbox"})
-	if err != nil || len(items) != 1 {
-		t.Fatalf("sweep: %v %v", items, err)
+	r.open(t, downlink.Config{Bucket: "later", RetryMin: time.Millisecond, RetryMax: 10 * time.Millisecond})
+	sum := r.put(t, "keep.bin", 1000)
+	ids, err := r.sweep(t, r.c, "6")
+	if err != nil || len(ids) != 1 {
+		t.Fatalf("sweep: %v %v", ids, err)
 	}
-	r.dl.Bucket = "no-such-bucket"
-	if _, err := r.dl.Deliver(ctx, items[0]); err == nil || !strings.Contains(err.Error(), "keep.bin") {
-		t.Fatalf("deliver to a missing bucket: %v, want an error naming the file", err)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	e, err := r.log.Wait(ctx, func(e downlink.Event) bool { return e.Kind == "retry" })
+	if err != nil || e.Err == nil || !strings.Contains(e.Err.Error(), "bucket") {
+		t.Fatalf("retry event %+v (%v), want one with the failure's cause", e, err)
 	}
-	if _, err := os.Stat(items[0].Spool); err != nil {
-		t.Fatalf("spool copy lost after a failed delivery: %v", err)
+	if err := r.st.EnsureBucket(ctx, "later"); err != nil {
+		t.Fatal(err)
 	}
-	r.dl.Bucket = "down"
-	if _, err := r.dl.Deliver(ctx, items[0]); err != nil {
-		t.Fatalf("retry: %v", err)
+	objs := r.wait(t, ids)
+	if got := r.sha256Of(t, "later", objs[0].Key); got != sum {
+		t.Errorf("delivered sha256 %s, want %s", got, sum)
+	}
+	all, err := r.st.List(ctx, "later", "")
+	if err != nil || len(all) != 1 {
+		t.Errorf("bucket holds %v (%v), want exactly one object", all, err)
 	}
 }
 
 // BenchmarkSweepToS3 moves one 64 MiB outbox file from the payload (SFTP)
-// into the embedded S3 endpoint, verified; MB/s is the sweep-to-S3 rate.
+// through the queue into the embedded S3 endpoint, verified; MB/s is the
+// sweep-to-S3 rate.
 func BenchmarkSweepToS3(b *testing.B) {
 	r := newRig(b)
-	ctx := context.Background()
 	const size = 64 << 20
 	b.SetBytes(size)
 	for b.Loop() {
@@ -159,14 +239,12 @@ func BenchmarkSweepToS3(b *testing.B) {
 		r.put(b, "capture.bin", size)
 		b.StartTimer()
 		t0 := time.Now()
-		items, err := r.dl.Sweep(ctx, r.c, "/outbox", downlink.Item{Window: "1", Source: "outbox"})
-		if err != nil || len(items) != 1 {
-			b.Fatal(items, err)
+		ids, err := r.sweep(b, r.c, "1")
+		if err != nil || len(ids) != 1 {
+			b.Fatal(ids, err)
 		}
 		b.ReportMetric(float64(size)/time.Since(t0).Seconds()/1e6, "sweep-MB/s")
-		if _, err := r.dl.Deliver(ctx, items[0]); err != nil {
-			b.Fatal(err)
-		}
+		r.wait(b, ids)
 	}
 }
 
@@ -190,16 +268,16 @@ func TestSweepGoesOn(t *testing.T) {
 	for _, name := range []string{"a", "b", "c"} {
 		r.put(t, name, 10)
 	}
-	items, err := r.dl.Sweep(context.Background(), failing{r.c, "/outbox/b"}, "/outbox", downlink.Item{Window: "7", Source: "outbox"})
+	ids, err := r.sweep(t, failing{r.c, "/outbox/b"}, "7")
 	if err == nil || !strings.Contains(err.Error(), "/outbox/b") || !strings.Contains(err.Error(), "injected read failure") {
 		t.Errorf("sweep error %v, want one naming /outbox/b and its cause", err)
 	}
 	var got []string
-	for _, it := range items {
+	for _, it := range r.q.Pending() {
 		got = append(got, it.Name)
 	}
-	if strings.Join(got, ",") != "a,c" {
-		t.Errorf("swept %v, want a and c", got)
+	if strings.Join(got, ",") != "a,c" || len(ids) != 2 {
+		t.Errorf("queued %v, want a and c", got)
 	}
 	left, _ := os.ReadDir(filepath.Join(r.root, "outbox"))
 	if len(left) != 1 || left[0].Name() != "b" {

@@ -108,6 +108,7 @@ func initScenario(sc *godog.ScenarioContext, opts Options) {
 		return ctx, w.close()
 	})
 	signalingSteps(sc)
+	downlinkSteps(sc)
 }
 
 type worldKey struct{}

@@ -31,6 +31,43 @@ type world struct {
 	results chan bus.Result
 	result  *bus.Result
 	cancel  context.CancelCauseFunc
+
+	sent     []*sent        // files the scenario put on the payload to go down
+	cleanups []func() error // run when the scenario ends, before the bus closes
+}
+
+// mustNotBeOpen refuses a Given step that changes the bench once the bus
+// runs on it.
+func (w *world) mustNotBeOpen(what string) error {
+	if w.bus != nil {
+		return fmt.Errorf("%s must be set before the bus starts: move this step before the first When", what)
+	}
+	return nil
+}
+
+// payloadRoot is the directory that is the window's payload's whole
+// filesystem on a bench that runs it as a local process.
+func (w *world) payloadRoot() (string, error) {
+	bc, err := w.board()
+	if err != nil {
+		return "", err
+	}
+	if bc.Power.Kind != "process" {
+		return "", fmt.Errorf("board %s is not a local process (power kind %s): its disk cannot be read while it is off", bc.Name, bc.Power.Kind)
+	}
+	return filepath.Join(w.dir, "boards", bc.Name, "root"), nil
+}
+
+func fileExists(name string) bool {
+	_, err := os.Stat(name)
+	return err == nil
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 func newWorld(opts Options) (*world, error) {
@@ -74,10 +111,14 @@ func (w *world) close() error {
 		w.cancel(errors.New("the scenario ended before the window"))
 		<-w.results // the window has aborted and cut power
 	}
-	var err error
-	if w.bus != nil {
-		err = w.bus.Close()
+	var errs []error
+	for i := len(w.cleanups) - 1; i >= 0; i-- {
+		errs = append(errs, w.cleanups[i]())
 	}
+	if w.bus != nil {
+		errs = append(errs, w.bus.Close())
+	}
+	err := errors.Join(errs...)
 	if rerr := os.RemoveAll(w.dir); err == nil {
 		err = rerr
 	}
