@@ -80,10 +80,12 @@ const maxNameBytes = 200
 // Sweep pulls every regular file in dir on the payload into spool (a
 // directory on the queue's filesystem, normally Queue.Incoming), checking
 // each copy's length against the listing and hashing it on the way, and
-// hands it to accept as it: the item with Name, Path, Size and SHA256 set,
-// and the local copy's path. Only when accept returns nil is the original
-// removed. A file that fails stays on the payload and the sweep goes on,
-// in name order: the errors are joined.
+// hands it to accept: the item with Name, Path, Size and SHA256 set, and
+// the local copy's path. Only when accept returns nil is the original
+// removed. Up to SweepPulls files are pulled at once, but accept sees
+// them one at a time, in name order, so that a sweep queues files in a
+// repeatable order. A file that fails stays on the payload and the sweep
+// goes on: the errors are joined.
 func Sweep(ctx context.Context, src Source, dir, spool string, it Item, accept func(context.Context, Item, string) error) error {
 	fis, err := src.ReadDir(ctx, dir)
 	if err != nil {
@@ -92,50 +94,101 @@ func Sweep(ctx context.Context, src Source, dir, spool string, it Item, accept f
 	if err := os.MkdirAll(spool, 0o700); err != nil {
 		return fmt.Errorf("downlink: spool: %w", err)
 	}
-	// In name order, so that sweeps and their logs are repeatable.
+	fis = slices.DeleteFunc(fis, func(fi fs.FileInfo) bool { return !fi.Mode().IsRegular() })
 	slices.SortFunc(fis, func(a, b fs.FileInfo) int { return strings.Compare(a.Name(), b.Name()) })
+
+	type pulled struct {
+		it    Item
+		local string
+		err   error
+		slot  bool // holds a place in sem
+	}
+	results := make([]chan pulled, len(fis))
+	for i := range results {
+		results[i] = make(chan pulled, 1)
+	}
+	sem := make(chan struct{}, SweepPulls)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		for i, fi := range fis {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				results[i] <- pulled{err: context.Cause(ctx)}
+				continue
+			}
+			one := it
+			one.Name, one.Path = fi.Name(), path.Join(dir, fi.Name())
+			go func() {
+				local, err := pull(ctx, src, spool, fi.Size(), &one)
+				results[i] <- pulled{one, local, err, true}
+			}()
+		}
+	}()
 	var errs []error
-	for _, fi := range fis {
-		if !fi.Mode().IsRegular() {
-			continue
+	for i := range fis {
+		p := <-results[i]
+		if p.err == nil {
+			p.err = hand(ctx, src, p.it, p.local, accept)
 		}
-		if ctx.Err() != nil {
-			errs = append(errs, fmt.Errorf("downlink: sweep %s: %w", dir, context.Cause(ctx)))
-			break
+		if p.local != "" {
+			os.Remove(p.local) // accept renamed it away if it took it
 		}
-		one := it
-		one.Name, one.Path = fi.Name(), path.Join(dir, fi.Name())
-		if err := sweepOne(ctx, src, spool, fi.Size(), one, accept); err != nil {
-			errs = append(errs, err)
+		if p.slot {
+			<-sem
+		}
+		if p.err != nil {
+			errs = append(errs, fmt.Errorf("downlink: sweep %s: %w", path.Join(dir, fis[i].Name()), p.err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func sweepOne(ctx context.Context, src Source, spool string, size int64, it Item, accept func(context.Context, Item, string) error) error {
+// SweepPulls is how many files a sweep pulls at once.
+const SweepPulls = 4
+
+// pull copies the file into spool, synced, and sets the item's size and
+// SHA-256. It returns the local copy's path.
+func pull(ctx context.Context, src Source, spool string, size int64, it *Item) (string, error) {
 	f, err := os.CreateTemp(spool, "sweep-*")
 	if err != nil {
-		return fmt.Errorf("downlink: spool %s: %w", it.Path, err)
+		return "", err
 	}
-	local := f.Name()
-	defer os.Remove(local) // accept renames it away when it takes it
 	h := sha256.New()
 	n, err := src.Get(ctx, it.Path, io.MultiWriter(f, h))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
 	if err == nil && n != size {
 		err = fmt.Errorf("read %d bytes, listed as %d (still being written?)", n, size)
 	}
+	if err == nil {
+		err = f.Sync() // here, in parallel, rather than in Enqueue
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
-		return fmt.Errorf("downlink: sweep %s: %w", it.Path, err)
+		os.Remove(f.Name())
+		return "", err
 	}
 	it.Size, it.SHA256 = n, hex.EncodeToString(h.Sum(nil))
+	return f.Name(), nil
+}
+
+// hand gives a pulled file to accept and, once taken, removes it from the
+// payload.
+func hand(ctx context.Context, src Source, it Item, local string, accept func(context.Context, Item, string) error) error {
 	if err := accept(ctx, it, local); err != nil {
-		return fmt.Errorf("downlink: sweep %s: %w", it.Path, err)
+		return err
 	}
+	// Once queued, the original must go even if the sweep is being
+	// cancelled: left on the payload, it would go down twice.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
+	defer cancel()
 	if err := src.Remove(ctx, it.Path); err != nil {
-		return fmt.Errorf("downlink: sweep %s: queued, but not removed from the payload: %w", it.Path, err)
+		return fmt.Errorf("queued, but not removed from the payload: %w", err)
 	}
 	return nil
 }
+
+// removeTimeout bounds the removal of a file already queued.
+const removeTimeout = 10 * time.Second

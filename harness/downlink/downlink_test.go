@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -282,5 +283,41 @@ func TestSweepGoesOn(t *testing.T) {
 	left, _ := os.ReadDir(filepath.Join(r.root, "outbox"))
 	if len(left) != 1 || left[0].Name() != "b" {
 		t.Errorf("outbox holds %v, want only b (the file that failed)", left)
+	}
+}
+
+// TestSweepCanceled: a sweep cancelled part way returns (it does not hang
+// on the pulls in flight), and every file it did not queue stays on the
+// payload.
+func TestSweepCanceled(t *testing.T) {
+	r := newRig(t)
+	for i := range 10 {
+		r.put(t, fmt.Sprintf("f%02d", i), 1000)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	var queued []string
+	err := downlink.Sweep(ctx, r.c, "/outbox", r.q.Incoming(), downlink.Item{Window: "8", Source: downlink.SourceOutbox},
+		func(ctx context.Context, it downlink.Item, data string) error {
+			if _, err := r.q.Enqueue(ctx, it, data); err != nil {
+				return err
+			}
+			queued = append(queued, it.Name)
+			if len(queued) == 2 {
+				cancel()
+			}
+			return nil
+		})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("sweep error %v, want context.Canceled", err)
+	}
+	if strings.Join(queued, ",") != "f00,f01" {
+		t.Errorf("queued %v, want f00 and f01, in order", queued)
+	}
+	left, _ := os.ReadDir(filepath.Join(r.root, "outbox"))
+	if len(left) != 8 {
+		t.Errorf("outbox holds %d files, want the 8 not queued", len(left))
+	}
+	if ents, _ := os.ReadDir(r.q.Incoming()); len(ents) != 0 {
+		t.Errorf("spool holds %d files after the sweep", len(ents))
 	}
 }

@@ -385,6 +385,9 @@ func (c *Collector) collectPair(ctx context.Context, dir, id string, files Files
 	rep.Accepted = append(rep.Accepted, id)
 	// Data first: without its data file the pair is incomplete, so a
 	// failure between the two removals cannot make it be delivered twice.
+	// Taken, the pair must go even if the collection is being cancelled.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
 	for _, name := range []string{dataPath, metaPath} {
 		if err := files.Remove(ctx, name); err != nil {
 			return fail(fmt.Errorf("accepted, but deleting it on the payload failed: %w", err))
