@@ -17,6 +17,7 @@ import (
 	"github.com/satbench/hil/harness/bench"
 	"github.com/satbench/hil/harness/perf"
 	"github.com/satbench/hil/harness/steps"
+	"github.com/satbench/hil/harness/store"
 )
 
 // Version is set at link time (-X); otherwise it comes from the build info.
@@ -104,7 +105,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	// A broken bench is one clear line, not a failure in every scenario.
-	if _, err := bench.Load(*benchFile); err != nil {
+	if err := checkBench(*benchFile); err != nil {
 		fmt.Fprintf(stderr, "hil run: %v\n", err)
 		return 2
 	}
@@ -185,6 +186,10 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "hil bench downlink: --files %d: want 1 or more\n", *files)
 		return 2
 	}
+	if err := checkBench(*benchFile); err != nil {
+		fmt.Fprintf(stderr, "hil bench downlink: %v\n", err)
+		return 2
+	}
 	b, err := bench.Load(*benchFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "hil bench downlink: %v\n", err)
@@ -200,4 +205,19 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprint(stdout, r)
 	return 0
+}
+
+// checkBench loads the bench and checks that what it needs from this
+// machine is there.
+func checkBench(file string) error {
+	b, err := bench.Load(file)
+	if err != nil {
+		return err
+	}
+	if b.Store.Kind == "minio" {
+		if _, err := store.FindMinIO(); err != nil {
+			return fmt.Errorf("bench %s: %w", file, err)
+		}
+	}
+	return nil
 }

@@ -24,6 +24,13 @@ func TestMainErrors(t *testing.T) {
 		{"broken bench", []string{"run", "--bench", "testdata/broken-bench.yaml", "testdata/undefined.feature"}, 2, `testdata/broken-bench.yaml:7: colour: unknown key "colour"`},
 		{"all passed", []string{"run", "--bench", "../../benches/sim.yaml", "testdata/pass.feature"}, 0, ""},
 		{"no scenario matched", []string{"run", "--bench", "../../benches/sim.yaml", "--tags", "@nothing", "testdata/undefined.feature"}, 1, `no scenario in testdata/undefined.feature matched tags "@nothing"`},
+		{"bench without a name", []string{"bench"}, 2, "want a benchmark name: downlink"},
+		{"unknown benchmark", []string{"bench", "uplink"}, 2, "want a benchmark name: downlink"},
+		{"bench bad size", []string{"bench", "downlink", "--size", "0"}, 2, `--size "0": want a size above zero`},
+		{"bench size without unit", []string{"bench", "downlink", "--size", "4mb"}, 2, `--size "4mb"`},
+		{"bench no files", []string{"bench", "downlink", "--files", "0"}, 2, "--files 0: want 1 or more"},
+		{"bench extra argument", []string{"bench", "downlink", "now"}, 2, `unexpected argument "now"`},
+		{"bench broken bench", []string{"bench", "downlink", "--bench", "testdata/broken-bench.yaml"}, 2, `testdata/broken-bench.yaml:7: colour`},
 		{"undefined step fails", []string{"run", "--bench", "../../benches/sim.yaml", "--format", "progress", "testdata/undefined.feature"}, 1, ""},
 	}
 	for _, tt := range tests {
@@ -64,5 +71,17 @@ func TestNoColoursOffTerminal(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "\x1b[") {
 		t.Errorf("stdout holds ANSI escapes:\n%q", out.String())
+	}
+}
+
+// A bench whose MinIO is missing is one clear line, before any scenario.
+func TestMinIOMissing(t *testing.T) {
+	t.Setenv("HIL_MINIO", "")
+	t.Setenv("PATH", t.TempDir())
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	var out, errb bytes.Buffer
+	got := Main([]string{"run", "--bench", "../../benches/sim-minio.yaml", "testdata/pass.feature"}, &out, &errb)
+	if got != 2 || !strings.Contains(errb.String(), "make minio") || strings.Count(errb.String(), "\n") != 1 {
+		t.Errorf("status %d, stderr %q; want 2 and one line saying to run make minio", got, errb.String())
 	}
 }

@@ -155,27 +155,39 @@ func writeContent(ctx context.Context, c *remote.Client, name string, size int64
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-func writesFile(ctx context.Context, name, size, dir string) error {
+// writeFiles writes files of size bytes into dir on the running payload,
+// each of payload.Content, and records them as sent from source.
+func writeFiles(ctx context.Context, names []string, size, dir, source string) ([]*sent, error) {
 	w := get(ctx)
+	n, err := payload.ParseSize(size)
+	if err != nil {
+		return nil, err
+	}
+	c, err := upPayload(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	var out []*sent
+	for _, name := range names {
+		sum, err := writeContent(ctx, c, path.Join(dir, name), n, uint64(len(w.sent)))
+		if err != nil {
+			return nil, err
+		}
+		s := &sent{name: name, size: n, sha256: sum, source: source}
+		w.sent = append(w.sent, s)
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func writesFile(ctx context.Context, name, size, dir string) error {
 	name, err := unquote(name)
 	if err != nil {
 		return err
 	}
-	n, err := payload.ParseSize(size)
-	if err != nil {
-		return err
-	}
-	c, err := upPayload(ctx)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	sum, err := writeContent(ctx, c, path.Join(dir, name), n, uint64(len(w.sent)))
-	if err != nil {
-		return err
-	}
-	w.sent = append(w.sent, &sent{name: name, size: n, sha256: sum, source: downlink.SourceOutbox})
-	return nil
+	_, err = writeFiles(ctx, []string{name}, size, dir, downlink.SourceOutbox)
+	return err
 }
 
 // longName is a file name of n bytes.
@@ -203,25 +215,12 @@ func notCrossed(ctx context.Context, name string) error {
 }
 
 func writesFiles(ctx context.Context, count int, size, dir string) error {
-	w := get(ctx)
-	n, err := payload.ParseSize(size)
-	if err != nil {
-		return err
+	names := make([]string, count)
+	for i := range names {
+		names[i] = fmt.Sprintf("file-%05d.dat", i)
 	}
-	c, err := upPayload(ctx)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	for i := range count {
-		name := fmt.Sprintf("file-%05d.dat", i)
-		sum, err := writeContent(ctx, c, path.Join(dir, name), n, uint64(i))
-		if err != nil {
-			return err
-		}
-		w.sent = append(w.sent, &sent{name: name, size: n, sha256: sum, source: downlink.SourceOutbox})
-	}
-	return nil
+	_, err := writeFiles(ctx, names, size, dir, downlink.SourceOutbox)
+	return err
 }
 
 // sendsOORT writes the file on the payload and asks the payload's OORT
@@ -232,20 +231,12 @@ func sendsOORT(ctx context.Context, name, size, topic string) error {
 	if err != nil {
 		return err
 	}
-	n, err := payload.ParseSize(size)
+	const dir = "/var/tmp" // the agent moves the file away from here
+	ss, err := writeFiles(ctx, []string{name}, size, dir, downlink.SourceOORT)
 	if err != nil {
 		return err
 	}
-	c, err := upPayload(ctx)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	src := path.Join("/var/tmp", name)
-	sum, err := writeContent(ctx, c, src, n, uint64(len(w.sent)))
-	if err != nil {
-		return err
-	}
+	s, src := ss[0], path.Join(dir, name)
 	addr := w.bus.Boards[w.window.Board].Config.OORT.Address
 	if addr == "" {
 		return fmt.Errorf("board %s runs no OORT agent (no oort.address in %s)", w.window.Board, w.bus.Boards[w.window.Board].Config.File)
@@ -263,7 +254,7 @@ func sendsOORT(ctx context.Context, name, size, topic string) error {
 	if resp.StatusCode != 200 || json.Unmarshal(b, &r) != nil || r.UUID == "" {
 		return fmt.Errorf("send_file %s on topic %s: %s: %s", src, topic, resp.Status, b)
 	}
-	w.sent = append(w.sent, &sent{name: name, size: n, sha256: sum, source: downlink.SourceOORT, topic: topic, uuid: r.UUID})
+	s.topic, s.uuid = topic, r.UUID
 	return nil
 }
 
