@@ -17,6 +17,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -119,18 +120,27 @@ func Sweep(ctx context.Context, src Source, dir, spool string, it Item, accept f
 				continue
 			}
 			one := it
-			one.Name, one.Path = fi.Name(), path.Join(dir, fi.Name())
+			one.Name, one.Path, one.ModTime = fi.Name(), path.Join(dir, fi.Name()), fi.ModTime()
 			go func() {
 				local, err := pull(ctx, src, spool, fi.Size(), &one)
 				results[i] <- pulled{one, local, err, true}
 			}()
 		}
 	}()
-	var errs []error
+	var (
+		mu      sync.Mutex
+		errs    []error
+		removes sync.WaitGroup
+	)
+	fail := func(name string, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		errs = append(errs, fmt.Errorf("downlink: sweep %s: %w", path.Join(dir, name), err))
+	}
 	for i := range fis {
 		p := <-results[i]
 		if p.err == nil {
-			p.err = hand(ctx, src, p.it, p.local, accept)
+			p.err = accept(ctx, p.it, p.local)
 		}
 		if p.local != "" {
 			os.Remove(p.local) // accept renamed it away if it took it
@@ -139,9 +149,23 @@ func Sweep(ctx context.Context, src Source, dir, spool string, it Item, accept f
 			<-sem
 		}
 		if p.err != nil {
-			errs = append(errs, fmt.Errorf("downlink: sweep %s: %w", path.Join(dir, fis[i].Name()), p.err))
+			fail(fis[i].Name(), p.err)
+			continue
 		}
+		// Queued (or found already queued or delivered): the original
+		// goes, in the background, and even if the sweep is being
+		// cancelled. If it cannot go (a cancel cuts the connection), the
+		// next sweep finds it again and the queue knows it.
+		removes.Go(func() {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
+			defer cancel()
+			if err := src.Remove(ctx, p.it.Path); err != nil {
+				fail(fis[i].Name(), fmt.Errorf("queued, but not removed from the payload: %w", err))
+			}
+		})
 	}
+	removes.Wait()
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 	return errors.Join(errs...)
 }
 
@@ -172,22 +196,6 @@ func pull(ctx context.Context, src Source, spool string, size int64, it *Item) (
 	}
 	it.Size, it.SHA256 = n, hex.EncodeToString(h.Sum(nil))
 	return f.Name(), nil
-}
-
-// hand gives a pulled file to accept and, once taken, removes it from the
-// payload.
-func hand(ctx context.Context, src Source, it Item, local string, accept func(context.Context, Item, string) error) error {
-	if err := accept(ctx, it, local); err != nil {
-		return err
-	}
-	// Once queued, the original must go even if the sweep is being
-	// cancelled: left on the payload, it would go down twice.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
-	defer cancel()
-	if err := src.Remove(ctx, it.Path); err != nil {
-		return fmt.Errorf("queued, but not removed from the payload: %w", err)
-	}
-	return nil
 }
 
 // removeTimeout bounds the removal of a file already queued.

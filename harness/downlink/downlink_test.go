@@ -30,6 +30,7 @@ type rig struct {
 	st   store.Store
 	q    *downlink.Queue
 	dir  string
+	cfg  remote.Config
 	log  *waitlog.Log[downlink.Event]
 }
 
@@ -37,7 +38,8 @@ func newRig(t testing.TB) *rig {
 	t.Helper()
 	p := payloadtest.Start(t, payloadtest.Options{})
 	ctx := t.Context()
-	c, err := remote.Wait(ctx, remote.Config{Address: p.Addr, User: "signaling", Signer: p.ClientKey, HostKey: p.HostKey.PublicKey()})
+	cfg := remote.Config{Address: p.Addr, User: "signaling", Signer: p.ClientKey, HostKey: p.HostKey.PublicKey()}
+	c, err := remote.Wait(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +57,7 @@ func newRig(t testing.TB) *rig {
 	if err := st.EnsureBucket(ctx, "down"); err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{root: p.Root, c: c, st: st, dir: dir}
+	r := &rig{root: p.Root, c: c, st: st, dir: dir, cfg: cfg}
 	r.open(t, downlink.Config{})
 	return r
 }
@@ -287,8 +289,10 @@ func TestSweepGoesOn(t *testing.T) {
 }
 
 // TestSweepCanceled: a sweep cancelled part way returns (it does not hang
-// on the pulls in flight), and every file it did not queue stays on the
-// payload.
+// on the pulls in flight); files it did not queue stay on the payload, and
+// a file it queued but could not delete there (the cancel cuts the
+// connection) is not queued again by the next window's sweep, which
+// deletes it.
 func TestSweepCanceled(t *testing.T) {
 	r := newRig(t)
 	for i := range 10 {
@@ -313,11 +317,24 @@ func TestSweepCanceled(t *testing.T) {
 	if strings.Join(queued, ",") != "f00,f01" {
 		t.Errorf("queued %v, want f00 and f01, in order", queued)
 	}
-	left, _ := os.ReadDir(filepath.Join(r.root, "outbox"))
-	if len(left) != 8 {
-		t.Errorf("outbox holds %d files, want the 8 not queued", len(left))
-	}
 	if ents, _ := os.ReadDir(r.q.Incoming()); len(ents) != 0 {
 		t.Errorf("spool holds %d files after the sweep", len(ents))
+	}
+
+	c, err := remote.Dial(t.Context(), r.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r.c = c
+	ids, err := r.sweep(t, c, "9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 8 {
+		t.Errorf("the next sweep queued %d files, want the 8 not queued before", len(ids))
+	}
+	if left, _ := os.ReadDir(filepath.Join(r.root, "outbox")); len(left) != 0 {
+		t.Errorf("outbox holds %d files after the second sweep, want none", len(left))
 	}
 }

@@ -128,8 +128,9 @@ func (q *Queue) loadLedger() error {
 	return sc.Err()
 }
 
-// writeRecord replaces it's record atomically. q.mu is held.
-func (q *Queue) writeRecord(it *Item) error {
+// writeRecord replaces the record of it atomically. It touches no queue
+// state: callers pass a copy and may not hold q.mu.
+func (q *Queue) writeRecord(it Item) error {
 	b, err := json.Marshal(it)
 	if err != nil {
 		return err
@@ -145,13 +146,14 @@ func (q *Queue) writeRecord(it *Item) error {
 	return syncDir(filepath.Dir(name))
 }
 
-// appendLedger records it as delivered. q.mu is held.
-func (q *Queue) appendLedger(it *Item) error {
+// appendLedger records it as delivered, synced.
+func (q *Queue) appendLedger(it Item) error {
 	b, err := json.Marshal(ledgerLine{Dedup: it.dedup(), ID: it.ID, Bucket: it.Bucket, Key: it.Key, Time: time.Now().UTC()})
 	if err != nil {
 		return err
 	}
-	q.ledger[it.dedup()] = it.Key
+	q.ledgerMu.Lock()
+	defer q.ledgerMu.Unlock()
 	if q.ledgerF == nil {
 		return errors.New("downlink: journal is closed")
 	}

@@ -73,6 +73,7 @@ type Item struct {
 	Board    string            `json:"board"`
 	Name     string            `json:"name"`           // the base name the key ends with
 	Path     string            `json:"path,omitempty"` // where it was on the payload
+	ModTime  time.Time         `json:"mtime,omitzero"` // its modification time there
 	Topic    string            `json:"topic,omitempty"`
 	UUID     string            `json:"uuid,omitempty"` // the OORT agent's id
 	Size     int64             `json:"size"`
@@ -87,14 +88,17 @@ type Item struct {
 	Key      string            `json:"key,omitempty"` // fixed by the first upload attempt
 }
 
-// dedup identifies the file itself, so that a file handed over twice (the
-// bus died between queueing it and deleting it on the payload) goes down
-// once.
+// dedup identifies the file itself, so that a file handed over twice goes
+// down once: the bus died, or lost its link to the payload, between
+// queueing it and deleting it there, and the next window's sweep finds it
+// again. An OORT file is its uuid; any other file its path, size,
+// modification time and contents (not its window: the next sweep is
+// another window's).
 func (it *Item) dedup() string {
 	if it.UUID != "" {
 		return "oort/" + it.UUID
 	}
-	return fmt.Sprintf("%s/%s/%s/%s/%s", it.Source, it.Board, it.Window, cmp.Or(it.Path, it.Name), it.SHA256)
+	return fmt.Sprintf("%s/%s/%s/%d/%d/%s", it.Source, it.Board, cmp.Or(it.Path, it.Name), it.Size, it.ModTime.Unix(), it.SHA256)
 }
 
 // Route is where files of one OORT topic land.
@@ -144,11 +148,12 @@ type Queue struct {
 	items     map[string]*Item     // journaled, not yet delivered
 	uploading map[string]bool      // ids being uploaded
 	ledger    map[string]string    // dedup -> key of every delivered item
+	enqueuing map[string]bool      // dedups Enqueue is writing to the journal
 	reserved  map[string]string    // key -> id, keys fixed but not yet delivered
 	done      map[string]Event     // ids delivered or dropped since Open
 	seq       int64                // last Seq given
-	linkItem  string               // id on the link now
 	changed   chan struct{}        // closed and replaced on every change
+	ledgerMu  sync.Mutex           // guards ledgerF
 	ledgerF   *os.File             // delivered.log, appended to
 	progress  map[string]time.Time // last journal write of Sent, per id
 }
@@ -176,6 +181,7 @@ func Open(cfg Config) (*Queue, error) {
 		items:     map[string]*Item{},
 		uploading: map[string]bool{},
 		ledger:    map[string]string{},
+		enqueuing: map[string]bool{},
 		reserved:  map[string]string{},
 		done:      map[string]Event{},
 		changed:   make(chan struct{}),
@@ -196,8 +202,8 @@ func (q *Queue) Link() *Link { return q.cfg.Link }
 
 // Close releases the journal. Run must have returned.
 func (q *Queue) Close() error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
+	q.ledgerMu.Lock()
+	defer q.ledgerMu.Unlock()
 	if q.ledgerF == nil {
 		return nil
 	}
@@ -227,22 +233,30 @@ func (q *Queue) Enqueue(ctx context.Context, it Item, data string) (Item, error)
 		return Item{}, fmt.Errorf("downlink: enqueue %s: %s holds %d bytes, the item says %d", it.Name, data, fi.Size(), it.Size)
 	}
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	d := it.dedup()
+	dup := ""
 	if key, ok := q.ledger[d]; ok {
-		os.Remove(data)
-		q.emit(Event{Kind: "duplicate", Item: it, Detail: "already delivered as " + key})
-		return Item{}, nil
+		dup = "already delivered as " + key
+	} else if q.enqueuing[d] {
+		dup = "already being queued"
 	}
 	for _, other := range q.items {
-		if other.dedup() == d {
-			os.Remove(data)
-			q.emit(Event{Kind: "duplicate", Item: it, Detail: "already queued as " + other.ID})
-			return Item{}, nil
+		if dup == "" && other.dedup() == d {
+			dup = "already queued as " + other.ID
 		}
+	}
+	if dup != "" {
+		q.emit(Event{Kind: "duplicate", Item: it, Detail: dup})
+		q.mu.Unlock()
+		os.Remove(data)
+		return Item{}, nil
 	}
 	q.seq++
 	it.Seq = q.seq
+	q.enqueuing[d] = true
+	q.mu.Unlock()
+
+	// The disk work is done without the lock, so that uploads go on.
 	it.ID = fmt.Sprintf("%08d-%s", it.Seq, randHex(4))
 	if it.Queued.IsZero() {
 		it.Queued = time.Now()
@@ -252,14 +266,19 @@ func (q *Queue) Enqueue(ctx context.Context, it Item, data string) (Item, error)
 	}
 	it.Bucket, it.Prefix = q.route(&it)
 	it.Sent, it.Key = 0, ""
-	if err := syncFile(data); err != nil {
-		return Item{}, fmt.Errorf("downlink: enqueue %s: %w", it.Name, err)
+	err = syncFile(data)
+	if err == nil {
+		err = os.Rename(data, q.dataPath(it.ID))
 	}
-	if err := os.Rename(data, q.dataPath(it.ID)); err != nil {
-		return Item{}, fmt.Errorf("downlink: enqueue %s: %w", it.Name, err)
+	if err == nil {
+		if err = q.writeRecord(it); err != nil {
+			os.Remove(q.dataPath(it.ID))
+		}
 	}
-	if err := q.writeRecord(&it); err != nil {
-		os.Remove(q.dataPath(it.ID))
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.enqueuing, d)
+	if err != nil {
 		return Item{}, fmt.Errorf("downlink: enqueue %s: %w", it.Name, err)
 	}
 	q.items[it.ID] = &it
@@ -334,9 +353,6 @@ func (q *Queue) transmit(ctx context.Context) {
 		q.mu.Lock()
 		it := q.nextForLink()
 		changed := q.changed
-		if it != nil {
-			q.linkItem = it.ID
-		}
 		q.mu.Unlock()
 		if it == nil {
 			select {
@@ -426,7 +442,6 @@ func (q *Queue) send(ctx context.Context, it *Item) {
 	sent, err := q.cfg.Link.Send(ctx, from, size, stop, progress)
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.linkItem = ""
 	it.Sent = sent
 	q.saveProgress(it, true)
 	if err == nil {
@@ -446,7 +461,7 @@ func (q *Queue) saveProgress(it *Item, now bool) {
 		return
 	}
 	q.progress[it.ID] = time.Now()
-	if err := q.writeRecord(it); err != nil {
+	if err := q.writeRecord(*it); err != nil {
 		q.emit(Event{Kind: "retry", Item: *it, Err: err, Detail: "journal progress"})
 	}
 }
@@ -584,28 +599,38 @@ func (q *Queue) isReserved(key string) bool {
 // reserve fixes key as the item's and journals it.
 func (q *Queue) reserve(it *Item, key string) error {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	if _, taken := q.reserved[key]; taken {
+		q.mu.Unlock()
 		return errTaken
 	}
 	it.Key = key
-	if err := q.writeRecord(it); err != nil {
+	q.reserved[key] = it.ID
+	rec := *it
+	q.mu.Unlock()
+	if err := q.writeRecord(rec); err != nil {
+		q.mu.Lock()
 		it.Key = ""
+		delete(q.reserved, key)
+		q.mu.Unlock()
 		return err
 	}
-	q.reserved[key] = it.ID
 	return nil
 }
 
 // delivered records a landed item in the ledger and drops its files.
 func (q *Queue) delivered(it *Item, obj store.Object) {
 	q.mu.Lock()
+	rec := *it
+	q.mu.Unlock()
+	lerr := q.appendLedger(rec)
+	q.mu.Lock()
 	defer q.mu.Unlock()
-	if err := q.appendLedger(it); err != nil {
+	if lerr != nil {
 		// The object is in S3; without the ledger line a restart would
 		// find it by its key, which the record holds.
-		q.emit(Event{Kind: "retry", Item: *it, Err: err, Detail: "ledger"})
+		q.emit(Event{Kind: "retry", Item: *it, Err: lerr, Detail: "ledger"})
 	}
+	q.ledger[rec.dedup()] = rec.Key
 	q.forget(it)
 	e := Event{Kind: "delivered", Item: *it, Object: obj}
 	q.done[it.ID] = e
