@@ -49,7 +49,7 @@ Feature: Downlink: every file a payload queues lands in S3 whole, exactly once
     And no other object appears in bucket "hil-downlink"
 
   Scenario: A thousand small files
-    Given a window 2005 for user "alice" on board "refpayload" lasting 4s
+    Given a window 2005 for user "alice" on board "refpayload" lasting 8s
     When the payload writes 1000 files of 1KiB to "/outbox"
     Then all 1000 files land in bucket "hil-downlink" under "customer/a" within 2m
     And no other object appears in bucket "hil-downlink"

@@ -178,6 +178,13 @@ func writeFiles(ctx context.Context, names []string, size, dir, source string) (
 		w.sent = append(w.sent, s)
 		out = append(out, s)
 	}
+	// Files still being written when the window ends would race the
+	// sweep: say so rather than fail later in a puzzling way.
+	if es := events(ctx, func(e bus.Event) bool {
+		return e.Window == w.window.ID && e.Kind == bus.KindState && e.State == bus.Ending
+	}); len(es) > 0 {
+		return nil, fmt.Errorf("window %s ended (%s) while this step was still writing files; make the window longer than %v", w.window.ID, es[0].Time.Format("15:04:05.000"), w.window.Duration)
+	}
 	return out, nil
 }
 
