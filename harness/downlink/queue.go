@@ -7,9 +7,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -539,7 +541,12 @@ func (q *Queue) put(ctx context.Context, it *Item) (store.Object, error) {
 		case err == nil && q.isOurs(it, obj):
 			return obj, nil
 		case err == nil:
-			return store.Object{}, fmt.Errorf("downlink: %s: s3://%s/%s holds another file", it.Name, it.Bucket, key)
+			// Not this file: give the key up, and fix another next time.
+			q.mu.Lock()
+			it.Key = ""
+			delete(q.reserved, key)
+			q.mu.Unlock()
+			return store.Object{}, fmt.Errorf("downlink: %s: s3://%s/%s holds another file; choosing another key", it.Name, it.Bucket, key)
 		case !store.IsNotFound(err):
 			return store.Object{}, err
 		}
@@ -682,12 +689,37 @@ func metadata(it *Item) map[string]string {
 	if it.UUID != "" {
 		m["oort-uuid"] = it.UUID
 	}
-	for k, v := range it.Meta {
-		if _, ok := m[k]; !ok {
-			m[k] = v
+	// Extra metadata (OORT tags) comes from the payload: only names S3
+	// takes as header names, values with anything but printable ASCII
+	// percent-escaped, and no more than S3's 2 KB in all.
+	size := 0
+	for _, v := range m {
+		size += len(v) + 16
+	}
+	for _, k := range slices.Sorted(maps.Keys(it.Meta)) {
+		k, v := strings.ToLower(k), headerSafe(it.Meta[k])
+		if _, ok := m[k]; ok || !metaKeyRE.MatchString(k) || size+len(k)+len(v) > 2000 {
+			continue
 		}
+		m[k] = v
+		size += len(k) + len(v)
 	}
 	return m
+}
+
+var metaKeyRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
+
+// headerSafe percent-escapes every byte of v outside printable ASCII, and %.
+func headerSafe(v string) string {
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c > 0x7e || c == '%' {
+			fmt.Fprintf(&b, "%%%02X", c)
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 // ContentType is the content type an object is stored with: from a

@@ -1,0 +1,93 @@
+package downlink
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/satbench/hil/harness/store"
+)
+
+func TestMetadata(t *testing.T) {
+	it := &Item{Window: "1", Board: "b", Source: SourceOORT, SHA256: "ab", Topic: "logs", UUID: "u",
+		Meta: map[string]string{
+			"camera":         "nadir",
+			"Gain":           "42 dB",
+			"note":           "line\nbreak é 100%",
+			"bad key":        "dropped",
+			"window-id":      "not this",
+			"x":              strings.Repeat("v", 3000), // over S3's budget: dropped
+			"x-amz-meta-ok?": "dropped",
+		}}
+	want := map[string]string{
+		"window-id": "1", "payload": "b", "source": "oort", "sha256": "ab", "topic": "logs", "oort-uuid": "u",
+		"camera": "nadir", "gain": "42 dB", "note": "line%0Abreak %C3%A9 100%25",
+	}
+	if got := metadata(it); !maps.Equal(got, want) {
+		t.Errorf("metadata = %v\nwant %v", got, want)
+	}
+}
+
+// A key journaled by a run that died before uploading, and since taken by
+// another file, is given up for a free one: the other file stays.
+func TestJournaledKeyTakenByAnother(t *testing.T) {
+	dir := t.TempDir()
+	ctx := t.Context()
+	e, err := store.StartEmbedded(ctx, filepath.Join(dir, "s3"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	st, err := store.New(e.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.EnsureBucket(ctx, "down")
+	cfg := Config{Dir: filepath.Join(dir, "q"), Store: st, Satellite: "FM1", Bucket: "down", RetryMin: time.Millisecond}
+	q, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(q.Incoming(), "d")
+	os.WriteFile(data, []byte("ours"), 0o600)
+	sum := sha256.Sum256([]byte("ours"))
+	it, err := q.Enqueue(ctx, Item{Source: SourceOutbox, Window: "1", Name: "f", Size: 4, SHA256: hex.EncodeToString(sum[:])}, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const taken = "FM1/downlink/2021/09/06/20210906T043229Z_f"
+	it.Key = taken
+	q.writeRecord(it)
+	q.Close()
+	if _, err := st.Put(ctx, "down", taken, strings.NewReader("theirs"), 6, store.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	q, err = Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- q.Run(rctx) }()
+	defer func() { cancel(); <-done }()
+	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+	defer wcancel()
+	evs, err := q.Wait(wctx, []string{it.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := evs[0].Object.Key; got == taken || evs[0].Kind != "delivered" {
+		t.Errorf("%s to %s, want delivered under another key", evs[0].Kind, got)
+	}
+	if obj, err := st.Stat(ctx, "down", taken); err != nil || obj.Size != 6 {
+		t.Errorf("the other file at %s: %+v, %v; want it untouched", taken, obj, err)
+	}
+}
