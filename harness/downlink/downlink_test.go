@@ -300,7 +300,7 @@ func TestSweepCanceled(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	var queued []string
-	err := downlink.Sweep(ctx, r.c, "/outbox", r.q.Incoming(), downlink.Item{Window: "8", Source: downlink.SourceOutbox},
+	err := downlink.Sweep(ctx, r.c, "/outbox", r.q.Incoming(), downlink.Item{Window: "8", Board: "ref", Source: downlink.SourceOutbox},
 		func(ctx context.Context, it downlink.Item, data string) error {
 			if _, err := r.q.Enqueue(ctx, it, data); err != nil {
 				return err
