@@ -447,7 +447,7 @@ func (r *run) collect(ctx context.Context, c *remote.Client, enqueue func(contex
 			Source: downlink.SourceOORT, Window: r.w.ID, Board: r.w.Board,
 			Name: oortName(p.Meta), Path: p.Meta.FileInfo.Path, Topic: p.Meta.Topic, UUID: p.Meta.FileInfo.ID,
 			Size: p.Size, SHA256: p.SHA256, Meta: p.Meta.SendOptions.Tags,
-			TTL: downlink.TTL{Urgent: time.Duration(ttl.Urgent) * time.Second, Bulk: time.Duration(ttl.Bulk) * time.Second, Surplus: time.Duration(ttl.Surplus) * time.Second},
+			TTL: downlink.TTL{Urgent: ttlSeconds(ttl.Urgent), Bulk: ttlSeconds(ttl.Bulk), Surplus: ttlSeconds(ttl.Surplus)},
 		}, p.Data)
 	})
 	for _, id := range rep.Accepted {
@@ -460,6 +460,14 @@ func (r *run) collect(ctx context.Context, c *remote.Client, enqueue func(contex
 		r.event(Event{Kind: KindDownlink, Name: "oort pair incomplete", Detail: id + " (left for the next collection)"})
 	}
 	return err
+}
+
+// ttlSeconds reads a TTL from a payload's meta: negative is 0 (the stage
+// is skipped), and anything over a century is a century, so that no
+// value can overflow into an instant expiry.
+func ttlSeconds(n int64) time.Duration {
+	const century = 100 * 365 * 24 * 3600
+	return time.Duration(min(max(n, 0), century)) * time.Second
 }
 
 // oortName is the base name an OORT file lands under: its original name,
