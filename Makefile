@@ -24,7 +24,7 @@ build:
 
 # The main job: every feature on the default sim bench (reference payload
 # as a local process, embedded S3 on loopback). It moves a 1 GiB file, so
-# it needs about 3 GiB free in the temp directory.
+# it needs about 2 GiB free in the temp directory ($TMPDIR, else /tmp).
 run: build
 	./bin/hil run --bench benches/sim.yaml features
 
