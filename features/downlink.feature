@@ -12,7 +12,7 @@ Feature: Downlink: every file a payload queues lands in S3 whole, exactly once
     When the payload writes "report.txt" of 10KiB to "/outbox"
     And the payload sends "hk.bin" of 2MiB on topic "logs" through the OORT agent
     And the payload sends "frame-001.raw" of 1MiB on topic "images" through the OORT agent
-    Then "report.txt" lands in bucket "hil-downlink" under "customer/a" within 30s
+    Then the file "report.txt" lands in bucket "hil-downlink" under "customer/a" within 30s
     And "hk.bin" lands in bucket "hil-downlink" under "customer/a/oort/logs" within 30s
     And "frame-001.raw" lands in bucket "hil-images" under "customer/a/images" within 30s
     And the window is delivered

@@ -44,7 +44,7 @@ func downlinkSteps(sc *godog.ScenarioContext) {
 	sc.When(`^the space link comes back$`, linkDown(false))
 	sc.When(`^the space link is slowed to (\S+)$`, linkSlow)
 
-	sc.Then(`^"([^"]*)" lands in bucket "([^"]*)" under "([^"]*)" within (\S+)$`, lands)
+	sc.Then(`^(?:the file )?"([^"]*)" lands in bucket "([^"]*)" under "([^"]*)" within (\S+)$`, lands)
 	sc.Then(`^the file with the (\d+)-byte name lands in bucket "([^"]*)" under "([^"]*)" within (\S+)$`, longNameLands)
 	sc.Then(`^"([^"]*)" has not crossed the space link$`, notCrossed)
 	sc.Then(`^all (\d+) files land in bucket "([^"]*)" under "([^"]*)" within (\S+)$`, allLand)
