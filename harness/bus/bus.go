@@ -394,8 +394,11 @@ func (r *run) end(ctx context.Context, c *remote.Client) ([]string, error) {
 		}
 		return err
 	}
-	err := downlink.Sweep(ctx, c, signal.OutboxDir, r.bus.Queue.Incoming(),
-		downlink.Item{Window: r.w.ID, Board: r.w.Board, Source: downlink.SourceOutbox, TTL: r.bus.ttl()}, enqueue)
+	items, err := downlink.Sweep(ctx, c, signal.OutboxDir, r.bus.Queue.Incoming(),
+		downlink.Item{Window: r.w.ID, Board: r.w.Board, Source: downlink.SourceOutbox, TTL: r.bus.ttl()}, r.bus.Queue)
+	for _, it := range items {
+		ids = append(ids, it.ID)
+	}
 	if err != nil {
 		r.event(Event{Kind: KindError, Name: "sweep failed", Detail: err.Error()})
 	}

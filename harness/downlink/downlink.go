@@ -78,22 +78,32 @@ func keySafe(name string) string {
 // holds the 17-byte timestamp: 17 + 200 stays well under 255.
 const maxNameBytes = 200
 
+// Sink takes the files a sweep pulls; *Queue is one.
+type Sink interface {
+	// Enqueue takes the file at data as it; an empty ID in the item
+	// returned means the file was handed over before (see Queue.Enqueue).
+	Enqueue(ctx context.Context, it Item, data string) (Item, error)
+	// SourceRemoved says the payload's copy of it is gone.
+	SourceRemoved(it Item) error
+}
+
 // Sweep pulls every regular file in dir on the payload into spool (a
-// directory on the queue's filesystem, normally Queue.Incoming), checking
+// directory on the sink's filesystem, normally Queue.Incoming), checking
 // each copy's length against the listing and hashing it on the way, and
-// hands it to accept: the item with Name, Path, Size and SHA256 set, and
-// the local copy's path. Only when accept returns nil is the original
-// removed. Up to SweepPulls files are pulled at once, but accept sees
-// them one at a time, in name order, so that a sweep queues files in a
-// repeatable order. A file that fails stays on the payload and the sweep
-// goes on: the errors are joined.
-func Sweep(ctx context.Context, src Source, dir, spool string, it Item, accept func(context.Context, Item, string) error) error {
+// hands it to sink: the item it with Name, Path, ModTime, Size and SHA256
+// set, and the local copy's path. Only once the sink took it is the
+// original removed. Up to SweepPulls files are pulled at once, but the
+// sink sees them one at a time, in name order, so that a sweep queues
+// files in a repeatable order. A file that fails stays on the payload and
+// the sweep goes on. Sweep returns the items queued, in name order, and
+// the failures joined.
+func Sweep(ctx context.Context, src Source, dir, spool string, it Item, sink Sink) ([]Item, error) {
 	fis, err := src.ReadDir(ctx, dir)
 	if err != nil {
-		return fmt.Errorf("downlink: sweep %s: %w", dir, err)
+		return nil, fmt.Errorf("downlink: sweep %s: %w", dir, err)
 	}
 	if err := os.MkdirAll(spool, 0o700); err != nil {
-		return fmt.Errorf("downlink: spool: %w", err)
+		return nil, fmt.Errorf("downlink: spool: %w", err)
 	}
 	fis = slices.DeleteFunc(fis, func(fi fs.FileInfo) bool { return !fi.Mode().IsRegular() })
 	slices.SortFunc(fis, func(a, b fs.FileInfo) int { return strings.Compare(a.Name(), b.Name()) })
@@ -130,6 +140,7 @@ func Sweep(ctx context.Context, src Source, dir, spool string, it Item, accept f
 	var (
 		mu      sync.Mutex
 		errs    []error
+		queued  []Item
 		removes sync.WaitGroup
 	)
 	fail := func(name string, err error) {
@@ -139,11 +150,12 @@ func Sweep(ctx context.Context, src Source, dir, spool string, it Item, accept f
 	}
 	for i := range fis {
 		p := <-results[i]
+		var q Item
 		if p.err == nil {
-			p.err = accept(ctx, p.it, p.local)
+			q, p.err = sink.Enqueue(ctx, p.it, p.local)
 		}
 		if p.local != "" {
-			os.Remove(p.local) // accept renamed it away if it took it
+			os.Remove(p.local) // the sink renamed it away if it took it
 		}
 		if p.slot {
 			<-sem
@@ -152,21 +164,28 @@ func Sweep(ctx context.Context, src Source, dir, spool string, it Item, accept f
 			fail(fis[i].Name(), p.err)
 			continue
 		}
-		// Queued (or found already queued or delivered): the original
-		// goes, in the background, and even if the sweep is being
-		// cancelled. If it cannot go (a cancel cuts the connection), the
-		// next sweep finds it again and the queue knows it.
+		if q.ID != "" {
+			queued = append(queued, q)
+		}
+		// Taken (or known to have been taken before): the original goes,
+		// in the background, and even if the sweep is being cancelled.
+		// If it cannot go (a cancel cuts the connection), the next sweep
+		// finds it again and the sink knows it.
 		removes.Go(func() {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
 			defer cancel()
-			if err := src.Remove(ctx, p.it.Path); err != nil {
+			err := src.Remove(ctx, p.it.Path)
+			if err == nil {
+				err = sink.SourceRemoved(p.it)
+			}
+			if err != nil {
 				fail(fis[i].Name(), fmt.Errorf("queued, but not removed from the payload: %w", err))
 			}
 		})
 	}
 	removes.Wait()
 	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
-	return errors.Join(errs...)
+	return queued, errors.Join(errs...)
 }
 
 // SweepPulls is how many files a sweep pulls at once.

@@ -88,16 +88,12 @@ func (r *rig) open(t testing.TB, cfg downlink.Config) {
 // sweep sweeps /outbox into the queue and returns the ids queued.
 func (r *rig) sweep(t testing.TB, src downlink.Source, window string) ([]string, error) {
 	t.Helper()
+	items, err := downlink.Sweep(t.Context(), src, "/outbox", r.q.Incoming(),
+		downlink.Item{Window: window, Board: "ref", Source: downlink.SourceOutbox}, r.q)
 	var ids []string
-	err := downlink.Sweep(t.Context(), src, "/outbox", r.q.Incoming(),
-		downlink.Item{Window: window, Board: "ref", Source: downlink.SourceOutbox},
-		func(ctx context.Context, it downlink.Item, data string) error {
-			it, err := r.q.Enqueue(ctx, it, data)
-			if err == nil && it.ID != "" {
-				ids = append(ids, it.ID)
-			}
-			return err
-		})
+	for _, it := range items {
+		ids = append(ids, it.ID)
+	}
 	return ids, err
 }
 
@@ -299,18 +295,12 @@ func TestSweepCanceled(t *testing.T) {
 		r.put(t, fmt.Sprintf("f%02d", i), 1000)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
+	sink := &cancelAfter{Queue: r.q, n: 2, cancel: cancel}
+	items, err := downlink.Sweep(ctx, r.c, "/outbox", r.q.Incoming(), downlink.Item{Window: "8", Board: "ref", Source: downlink.SourceOutbox}, sink)
 	var queued []string
-	err := downlink.Sweep(ctx, r.c, "/outbox", r.q.Incoming(), downlink.Item{Window: "8", Board: "ref", Source: downlink.SourceOutbox},
-		func(ctx context.Context, it downlink.Item, data string) error {
-			if _, err := r.q.Enqueue(ctx, it, data); err != nil {
-				return err
-			}
-			queued = append(queued, it.Name)
-			if len(queued) == 2 {
-				cancel()
-			}
-			return nil
-		})
+	for _, it := range items {
+		queued = append(queued, it.Name)
+	}
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("sweep error %v, want context.Canceled", err)
 	}
@@ -336,5 +326,39 @@ func TestSweepCanceled(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(filepath.Join(r.root, "outbox")); len(left) != 0 {
 		t.Errorf("outbox holds %d files after the second sweep, want none", len(left))
+	}
+}
+
+// cancelAfter is the queue, cancelling the sweep once n files are queued.
+type cancelAfter struct {
+	*downlink.Queue
+	n      int
+	cancel context.CancelFunc
+}
+
+func (c *cancelAfter) Enqueue(ctx context.Context, it downlink.Item, data string) (downlink.Item, error) {
+	it, err := c.Queue.Enqueue(ctx, it, data)
+	if c.n--; c.n == 0 {
+		c.cancel()
+	}
+	return it, err
+}
+
+// A file the payload writes again, the same bytes under the same name, is
+// a new file once the first was deleted at the payload: it goes down again.
+func TestSameFileAgain(t *testing.T) {
+	r := newRig(t)
+	var ids []string
+	for i := range 3 {
+		r.put(t, "status.txt", 100)
+		os.Chtimes(filepath.Join(r.root, "outbox", "status.txt"), time.Unix(1e9, 0), time.Unix(1e9, 0))
+		got, err := r.sweep(t, r.c, fmt.Sprint(i))
+		if err != nil || len(got) != 1 {
+			t.Fatalf("sweep %d queued %v (%v), want status.txt", i, got, err)
+		}
+		ids = append(ids, got...)
+	}
+	if objs := r.wait(t, ids); len(objs) != 3 {
+		t.Errorf("delivered %d objects, want 3", len(objs))
 	}
 }

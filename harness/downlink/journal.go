@@ -2,6 +2,8 @@ package downlink
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +19,7 @@ import (
 //	items/<id>.json   one record per queued item, replaced atomically
 //	items/<id>.data   the item's bytes
 //	incoming/         files being pulled, not yet queued
+//	sources/          one marker per queued file its source still holds
 //	delivered.log     one JSON line per delivered item, appended
 //
 // A record is written only after its data file is synced and renamed into
@@ -35,9 +38,21 @@ func (q *Queue) recordPath(id string) string { return filepath.Join(q.dir, "item
 func (q *Queue) dataPath(id string) string   { return filepath.Join(q.dir, "items", id+".data") }
 func (q *Queue) ledgerPath() string          { return filepath.Join(q.dir, "delivered.log") }
 
+// sourcePath is the marker of a file queued whose source has not yet
+// confirmed deleting it.
+func (q *Queue) sourcePath(dedup string) string {
+	sum := sha256.Sum256([]byte(dedup))
+	return filepath.Join(q.dir, "sources", hex.EncodeToString(sum[:16]))
+}
+
+func fileExists(name string) bool {
+	_, err := os.Stat(name)
+	return err == nil
+}
+
 // load reads the journal into q.
 func (q *Queue) load() error {
-	for _, d := range []string{"items", "incoming"} {
+	for _, d := range []string{"items", "incoming", "sources"} {
 		if err := os.MkdirAll(filepath.Join(q.dir, d), 0o700); err != nil {
 			return fmt.Errorf("downlink: journal: %w", err)
 		}
@@ -89,7 +104,7 @@ func (q *Queue) loadRecord(id string) error {
 		return fmt.Errorf("downlink: journal record %s is damaged (%v); move it away to start without it", q.recordPath(id), err)
 	}
 	q.seq = max(q.seq, it.Seq)
-	if _, ok := q.ledger[it.dedup()]; ok {
+	if _, ok := q.ledger[it.ID]; ok {
 		// Delivered; the run died before removing the record.
 		q.forget(&it)
 		return nil
@@ -123,7 +138,10 @@ func (q *Queue) loadLedger() error {
 			// record is still there and its key still in it.
 			continue
 		}
-		q.ledger[l.Dedup] = l.Key
+		q.ledger[l.ID] = l.Key
+		if strings.HasPrefix(l.Dedup, "oort/") {
+			q.oortLedger[l.Dedup] = l.Key
+		}
 	}
 	return sc.Err()
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path"
@@ -95,7 +96,9 @@ type Item struct {
 // queueing it and deleting it there, and the next window's sweep finds it
 // again. An OORT file is its uuid; any other file its path, size,
 // modification time and contents (not its window: the next sweep is
-// another window's).
+// another window's). Such a file counts as handed over twice only while
+// its source has not confirmed deleting it (SourceRemoved), so a payload
+// that writes the same bytes again under the same name is heard again.
 func (it *Item) dedup() string {
 	if it.UUID != "" {
 		return "oort/" + it.UUID
@@ -146,18 +149,19 @@ type Queue struct {
 	cfg Config
 	dir string // items/ and incoming/ live here
 
-	mu        sync.Mutex
-	items     map[string]*Item     // journaled, not yet delivered
-	uploading map[string]bool      // ids being uploaded
-	ledger    map[string]string    // dedup -> key of every delivered item
-	enqueuing map[string]bool      // dedups Enqueue is writing to the journal
-	reserved  map[string]string    // key -> id, keys fixed but not yet delivered
-	done      map[string]Event     // ids delivered or dropped since Open
-	seq       int64                // last Seq given
-	changed   chan struct{}        // closed and replaced on every change
-	ledgerMu  sync.Mutex           // guards ledgerF
-	ledgerF   *os.File             // delivered.log, appended to
-	progress  map[string]time.Time // last journal write of Sent, per id
+	mu         sync.Mutex
+	items      map[string]*Item     // journaled, not yet delivered
+	uploading  map[string]bool      // ids being uploaded
+	ledger     map[string]string    // id -> key of every delivered item
+	oortLedger map[string]string    // dedup -> key of every delivered OORT file
+	enqueuing  map[string]bool      // dedups Enqueue is writing to the journal
+	reserved   map[string]string    // key -> id, keys fixed but not yet delivered
+	done       map[string]Event     // ids delivered or dropped since Open
+	seq        int64                // last Seq given
+	changed    chan struct{}        // closed and replaced on every change
+	ledgerMu   sync.Mutex           // guards ledgerF
+	ledgerF    *os.File             // delivered.log, appended to
+	progress   map[string]time.Time // last journal write of Sent, per id
 }
 
 // Open opens (or creates) the queue in cfg.Dir and recovers what a
@@ -178,16 +182,17 @@ func Open(cfg Config) (*Queue, error) {
 		cfg.Link = NewLink(LinkConfig{}, time.Now())
 	}
 	q := &Queue{
-		cfg:       cfg,
-		dir:       cfg.Dir,
-		items:     map[string]*Item{},
-		uploading: map[string]bool{},
-		ledger:    map[string]string{},
-		enqueuing: map[string]bool{},
-		reserved:  map[string]string{},
-		done:      map[string]Event{},
-		changed:   make(chan struct{}),
-		progress:  map[string]time.Time{},
+		cfg:        cfg,
+		dir:        cfg.Dir,
+		items:      map[string]*Item{},
+		uploading:  map[string]bool{},
+		ledger:     map[string]string{},
+		oortLedger: map[string]string{},
+		enqueuing:  map[string]bool{},
+		reserved:   map[string]string{},
+		done:       map[string]Event{},
+		changed:    make(chan struct{}),
+		progress:   map[string]time.Time{},
 	}
 	if err := q.load(); err != nil {
 		return nil, err
@@ -237,13 +242,16 @@ func (q *Queue) Enqueue(ctx context.Context, it Item, data string) (Item, error)
 	q.mu.Lock()
 	d := it.dedup()
 	dup := ""
-	if key, ok := q.ledger[d]; ok {
-		dup = "already delivered as " + key
-	} else if q.enqueuing[d] {
+	switch {
+	case q.enqueuing[d]:
 		dup = "already being queued"
+	case it.UUID == "" && fileExists(q.sourcePath(d)):
+		dup = "queued before, but not yet deleted at its source"
+	case it.UUID != "" && q.oortLedger[d] != "":
+		dup = "already delivered as " + q.oortLedger[d]
 	}
 	for _, other := range q.items {
-		if dup == "" && other.dedup() == d {
+		if dup == "" && it.UUID != "" && other.dedup() == d {
 			dup = "already queued as " + other.ID
 		}
 	}
@@ -269,6 +277,11 @@ func (q *Queue) Enqueue(ctx context.Context, it Item, data string) (Item, error)
 	it.Bucket, it.Prefix = q.route(&it)
 	it.Sent, it.Key = 0, ""
 	err = syncFile(data)
+	if err == nil && it.UUID == "" {
+		// Until the source says it deleted its copy, this marker makes
+		// the same file handed over again a duplicate.
+		err = writeSync(q.sourcePath(d), []byte(d+"\n"))
+	}
 	if err == nil {
 		err = os.Rename(data, q.dataPath(it.ID))
 	}
@@ -281,12 +294,26 @@ func (q *Queue) Enqueue(ctx context.Context, it Item, data string) (Item, error)
 	defer q.mu.Unlock()
 	delete(q.enqueuing, d)
 	if err != nil {
+		os.Remove(q.sourcePath(d))
 		return Item{}, fmt.Errorf("downlink: enqueue %s: %w", it.Name, err)
 	}
 	q.items[it.ID] = &it
 	q.emit(Event{Kind: "queued", Item: it, Detail: fmt.Sprintf("%d bytes, %s, to s3://%s/%s", it.Size, it.TTL.Stage(0), it.Bucket, it.Prefix)})
 	q.changedLocked()
 	return it, nil
+}
+
+// SourceRemoved tells the queue that the source deleted its copy of it
+// (as returned by Enqueue, or a duplicate): the same file handed over
+// later is a new file.
+func (q *Queue) SourceRemoved(it Item) error {
+	if it.UUID != "" {
+		return nil
+	}
+	if err := os.Remove(q.sourcePath(it.dedup())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("downlink: %s: %w", it.Name, err)
+	}
+	return nil
 }
 
 func (q *Queue) route(it *Item) (bucket, prefix string) {
@@ -637,7 +664,10 @@ func (q *Queue) delivered(it *Item, obj store.Object) {
 		// find it by its key, which the record holds.
 		q.emit(Event{Kind: "retry", Item: *it, Err: lerr, Detail: "ledger"})
 	}
-	q.ledger[rec.dedup()] = rec.Key
+	q.ledger[rec.ID] = rec.Key
+	if rec.UUID != "" {
+		q.oortLedger[rec.dedup()] = rec.Key
+	}
 	q.forget(it)
 	e := Event{Kind: "delivered", Item: *it, Object: obj}
 	q.done[it.ID] = e

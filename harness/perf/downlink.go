@@ -117,25 +117,17 @@ func Downlink(ctx context.Context, opts DownlinkOptions) (*DownlinkReport, error
 	logf("timing the pipeline")
 	resetPeakRSS()
 	start := time.Now()
-	var ids []string
-	pullStart := map[string]time.Time{}
-	last := start
-	err = downlink.Sweep(ctx, c, "/outbox", b.Queue.Incoming(),
-		downlink.Item{Window: "bench", Board: board.Config.Name, Source: downlink.SourceOutbox},
-		func(ctx context.Context, it downlink.Item, data string) error {
-			it, err := b.Queue.Enqueue(ctx, it, data)
-			if err != nil {
-				return err
-			}
-			ids = append(ids, it.ID)
-			// The sweep pulls one file after the other: this file's pull
-			// began when the previous one was queued.
-			pullStart[it.ID], last = last, time.Now()
-			return nil
-		})
+	sink := &timedSink{Queue: b.Queue, last: start, pullStart: map[string]time.Time{}}
+	items, err := downlink.Sweep(ctx, c, "/outbox", b.Queue.Incoming(),
+		downlink.Item{Window: "bench", Board: board.Config.Name, Source: downlink.SourceOutbox}, sink)
 	if err != nil {
 		return nil, err
 	}
+	var ids []string
+	for _, it := range items {
+		ids = append(ids, it.ID)
+	}
+	pullStart := sink.pullStart
 	evs, err := b.Queue.Wait(ctx, ids)
 	if err != nil {
 		return nil, err
@@ -174,6 +166,23 @@ func Downlink(ctx context.Context, opts DownlinkOptions) (*DownlinkReport, error
 	}
 	r.LowerCeilingX = r.PipelineMBps / min(r.SFTPMBps, r.PutMBps)
 	return r, nil
+}
+
+// timedSink is the queue, noting when each file's pull began: the sweep
+// hands files over one after the other, so a file's pull began at the
+// latest when the previous one was queued.
+type timedSink struct {
+	*downlink.Queue
+	last      time.Time
+	pullStart map[string]time.Time
+}
+
+func (s *timedSink) Enqueue(ctx context.Context, it downlink.Item, data string) (downlink.Item, error) {
+	it, err := s.Queue.Enqueue(ctx, it, data)
+	if err == nil {
+		s.pullStart[it.ID], s.last = s.last, time.Now()
+	}
+	return it, err
 }
 
 func idOf(evs []downlink.Event, name string) string {
