@@ -19,6 +19,7 @@ import (
 	"github.com/satbench/hil/fixtures/payload"
 	"github.com/satbench/hil/harness/downlink"
 	"github.com/satbench/hil/harness/store"
+	"github.com/satbench/hil/harness/store/storetest"
 )
 
 // queueChildEnv makes the test binary run a queue until killed (see
@@ -70,18 +71,7 @@ func queueChild(v string) int {
 func TestKilledMidTransfer(t *testing.T) {
 	dir := t.TempDir()
 	ctx := t.Context()
-	e, err := store.StartEmbedded(ctx, filepath.Join(dir, "s3"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	st, err := store.New(e.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.EnsureBucket(ctx, "down"); err != nil {
-		t.Fatal(err)
-	}
+	e, st := storetest.StartEmbedded(t, "down")
 	qdir := filepath.Join(dir, "queue")
 
 	// Queue the files with a queue that does not run.
@@ -166,8 +156,8 @@ func TestKilledMidTransfer(t *testing.T) {
 		name := o.Key[strings.LastIndex(o.Key, "Z_")+2:]
 		got[name]++
 		delivered = append(delivered, o.Key)
-		if sum := sha256Of(t, st, o.Key); sum != want[name] {
-			t.Errorf("%s: sha256 %s, want %s", o.Key, sum, want[name])
+		if sum, err := store.SHA256(ctx, st, "down", o.Key); err != nil || sum != want[name] {
+			t.Errorf("%s: sha256 %s (%v), want %s", o.Key, sum, err, want[name])
 		}
 		if o.Size != size {
 			t.Errorf("%s: %d bytes, want %d", o.Key, o.Size, size)
@@ -181,16 +171,4 @@ func TestKilledMidTransfer(t *testing.T) {
 	if len(objs) != n {
 		t.Errorf("bucket holds %d objects, want %d: %v", len(objs), n, delivered)
 	}
-}
-
-func sha256Of(t *testing.T, st store.Store, key string) string {
-	t.Helper()
-	rc, err := st.Get(t.Context(), "down", key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	h := sha256.New()
-	io.Copy(h, rc)
-	return hex.EncodeToString(h.Sum(nil))
 }

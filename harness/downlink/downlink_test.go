@@ -19,6 +19,7 @@ import (
 	"github.com/satbench/hil/harness/downlink"
 	"github.com/satbench/hil/harness/remote"
 	"github.com/satbench/hil/harness/store"
+	"github.com/satbench/hil/harness/store/storetest"
 	"github.com/satbench/hil/internal/waitlog"
 )
 
@@ -45,18 +46,7 @@ func newRig(t testing.TB) *rig {
 	}
 	t.Cleanup(func() { c.Close() })
 	dir := t.TempDir()
-	e, err := store.StartEmbedded(ctx, filepath.Join(dir, "s3"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	st, err := store.New(e.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.EnsureBucket(ctx, "down"); err != nil {
-		t.Fatal(err)
-	}
+	_, st := storetest.StartEmbedded(t, "down")
 	r := &rig{root: p.Root, c: c, st: st, dir: dir, cfg: cfg}
 	r.open(t, downlink.Config{})
 	return r
@@ -119,16 +109,11 @@ func (r *rig) wait(t testing.TB, ids []string) []store.Object {
 // sha256Of reads an object back and hashes it.
 func (r *rig) sha256Of(t testing.TB, bucket, key string) string {
 	t.Helper()
-	rc, err := r.st.Get(t.Context(), bucket, key)
+	sum, err := store.SHA256(t.Context(), r.st, bucket, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rc.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, rc); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
+	return sum
 }
 
 // put writes a payload outbox file of size bytes and returns its SHA-256.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/satbench/hil/harness/store"
+	"github.com/satbench/hil/harness/store/storetest"
 )
 
 func TestMetadata(t *testing.T) {
@@ -39,16 +40,7 @@ func TestMetadata(t *testing.T) {
 func TestJournaledKeyTakenByAnother(t *testing.T) {
 	dir := t.TempDir()
 	ctx := t.Context()
-	e, err := store.StartEmbedded(ctx, filepath.Join(dir, "s3"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	st, err := store.New(e.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.EnsureBucket(ctx, "down")
+	_, st := storetest.StartEmbedded(t, "down")
 	cfg := Config{Dir: filepath.Join(dir, "q"), Store: st, Satellite: "FM1", Bucket: "down", RetryMin: time.Millisecond}
 	q, err := Open(cfg)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"path"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -269,9 +270,9 @@ func sendsOORT(ctx context.Context, name, size, topic string) error {
 // a flipped bit in storage would.
 func corruptsPair(ctx context.Context, name string) error {
 	w := get(ctx)
-	s := w.sentFile(name)
-	if s == nil || s.uuid == "" {
-		return fmt.Errorf("%q was not sent through the OORT agent in this scenario", name)
+	s, err := w.sentOORT(name)
+	if err != nil {
+		return err
 	}
 	c, err := upPayload(ctx)
 	if err != nil {
@@ -458,17 +459,31 @@ func allLand(ctx context.Context, count int, bucket, prefix, within string) erro
 	return nil
 }
 
-// checkObject checks that what landed for s is s: bucket and key layout,
-// size, SHA-256 of the bytes read back, content type and metadata.
+// keyTimeRE finds the timestamp in a key below <prefix>/<sat>/downlink/.
+var keyTimeRE = regexp.MustCompile(`^\d{4}/\d{2}/\d{2}/(\d{8}T\d{6}Z)_`)
+
+// checkObject checks that what landed for s is s: the bucket, the key
+// (the layout under prefix, with the delivery time, after the window's
+// end, as its timestamp), the size, the SHA-256 of the bytes read back,
+// the content type and the metadata.
 func (w *world) checkObject(ctx context.Context, s *sent, e bus.Event, bucket, prefix string) error {
 	b, key, ok := strings.Cut(strings.TrimPrefix(e.Object, "s3://"), "/")
 	if !ok || b != bucket {
 		return fmt.Errorf("%q landed at %s, want bucket %s", s.name, e.Object, bucket)
 	}
 	dir := strings.TrimPrefix(prefix+"/", "/") + w.bench.Satellite + "/downlink/"
-	m := outboxKeyRE.FindStringSubmatch(strings.TrimPrefix(key, dir))
-	if !strings.HasPrefix(key, dir) || m == nil || strings.Contains(m[5], "/") {
-		return fmt.Errorf("%q landed at %s, want a key under %s in the layout YYYY/MM/DD/YYYYMMDDTHHMMSSZ_<name>", s.name, e.Object, dir)
+	m := keyTimeRE.FindStringSubmatch(strings.TrimPrefix(key, dir))
+	var ts time.Time
+	if m != nil {
+		ts, _ = time.Parse("20060102T150405Z", m[1])
+	}
+	if want := downlink.OutboxKey(prefix, w.bench.Satellite, ts, s.name); m == nil || key != want {
+		return fmt.Errorf("%q landed at %s, want a key in the layout %sYYYY/MM/DD/YYYYMMDDTHHMMSSZ_<name>, like %s", s.name, e.Object, dir, want)
+	}
+	// The timestamp is the delivery time; a key taken already moves it on
+	// by a second or so.
+	if ts.Before(w.window.End().Truncate(time.Second)) || ts.After(e.Time.Add(time.Minute)) {
+		return fmt.Errorf("%s: timestamp %v is not the delivery time %v (window ended %v)", e.Object, ts, e.Time.UTC(), w.window.End().UTC())
 	}
 	st := w.bus.Store
 	obj, err := st.Stat(ctx, bucket, key)
@@ -478,18 +493,8 @@ func (w *world) checkObject(ctx context.Context, s *sent, e bus.Event, bucket, p
 	if obj.Size != s.size {
 		return fmt.Errorf("%s has %d bytes, want %d", e.Object, obj.Size, s.size)
 	}
-	rc, err := st.Get(ctx, bucket, key)
-	if err != nil {
-		return err
-	}
-	h := sha256.New()
-	_, err = io.Copy(h, rc)
-	rc.Close()
-	if err != nil {
-		return err
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != s.sha256 {
-		return fmt.Errorf("%s: sha256 %s, want %s (the bytes the payload wrote)", e.Object, got, s.sha256)
+	if got, err := store.SHA256(ctx, st, bucket, key); err != nil || got != s.sha256 {
+		return fmt.Errorf("%s: sha256 %s (%v), want %s (the bytes the payload wrote)", e.Object, got, err, s.sha256)
 	}
 	if wantType := downlink.ContentType(s.name); obj.ContentType != wantType {
 		return fmt.Errorf("%s: content type %q, want %q", e.Object, obj.ContentType, wantType)
@@ -562,9 +567,9 @@ func retried(ctx context.Context) error {
 
 func pairRejected(ctx context.Context, name string) error {
 	w := get(ctx)
-	s := w.sentFile(name)
-	if s == nil || s.uuid == "" {
-		return fmt.Errorf("%q was not sent through the OORT agent in this scenario", name)
+	s, err := w.sentOORT(name)
+	if err != nil {
+		return err
 	}
 	if _, err := result(ctx); err != nil {
 		return err
@@ -598,4 +603,13 @@ func (w *world) sentFile(name string) *sent {
 		}
 	}
 	return nil
+}
+
+// sentOORT is the file the scenario sent under name through the OORT agent.
+func (w *world) sentOORT(name string) (*sent, error) {
+	s := w.sentFile(name)
+	if s == nil || s.uuid == "" {
+		return nil, fmt.Errorf("%q was not sent through the OORT agent in this scenario", name)
+	}
+	return s, nil
 }

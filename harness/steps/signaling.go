@@ -1,7 +1,6 @@
 package steps
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,7 +8,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
-	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 
 	"github.com/satbench/hil/fixtures/payload"
 	"github.com/satbench/hil/harness/bus"
+	"github.com/satbench/hil/harness/downlink"
 	"github.com/satbench/hil/harness/power"
 	"github.com/satbench/hil/harness/signal"
 )
@@ -180,8 +180,6 @@ func isAborted(ctx context.Context, because string) error {
 	return nil
 }
 
-var outboxKeyRE = regexp.MustCompile(`^(\d{4})/(\d{2})/(\d{2})/(\d{8}T\d{6}Z)_(.*)$`)
-
 func landsAsMkfile(ctx context.Context, name, size, seed string) error {
 	w := get(ctx)
 	if _, err := result(ctx); err != nil {
@@ -191,60 +189,22 @@ func landsAsMkfile(ctx context.Context, name, size, seed string) error {
 	if err != nil {
 		return err
 	}
-	var sd uint64
-	fmt.Sscan(seed, &sd)
-	want := sha256.New()
-	io.Copy(want, payload.Content(n, sd))
-
-	st, bk := w.bus.Store, w.bench.Store
-	prefix := strings.TrimPrefix(bk.Prefix+"/", "/") + w.bench.Satellite + "/downlink/"
-	objs, err := st.List(ctx, bk.Bucket, prefix)
+	sd, err := strconv.ParseUint(seed, 10, 64)
 	if err != nil {
-		return err
+		return fmt.Errorf("seed %q: want a number", seed)
 	}
-	var found []string
-	for _, o := range objs {
-		m := outboxKeyRE.FindStringSubmatch(strings.TrimPrefix(o.Key, prefix))
-		if m == nil || m[5] != name {
-			found = append(found, o.Key)
-			continue
-		}
-		ts, err := time.Parse("20060102T150405Z", m[4])
-		if err != nil || ts.Format("2006/01/02") != m[1]+"/"+m[2]+"/"+m[3] {
-			return fmt.Errorf("key %s: date directories do not match its timestamp", o.Key)
-		}
-		if ts.Before(w.window.End().Truncate(time.Second)) || ts.After(time.Now()) {
-			return fmt.Errorf("key %s: timestamp %v is not the delivery time (window ended %v)", o.Key, ts, w.window.End().UTC())
-		}
-		if o.Size != n {
-			return fmt.Errorf("s3://%s/%s has %d bytes, want %d", bk.Bucket, o.Key, o.Size, n)
-		}
-		rc, err := st.Get(ctx, bk.Bucket, o.Key)
-		if err != nil {
-			return err
-		}
-		got := sha256.New()
-		_, err = io.Copy(got, rc)
-		rc.Close()
-		if err != nil {
-			return err
-		}
-		if !bytes.Equal(got.Sum(nil), want.Sum(nil)) {
-			return fmt.Errorf("s3://%s/%s: sha256 %x, want %x (mkfile %s seed %s)", bk.Bucket, o.Key, got.Sum(nil), want.Sum(nil), size, seed)
-		}
-		meta, err := st.Stat(ctx, bk.Bucket, o.Key)
-		if err != nil {
-			return err
-		}
-		wantMeta := map[string]string{"window-id": w.window.ID, "payload": w.window.Board, "source": "outbox", "sha256": hex.EncodeToString(want.Sum(nil))}
-		for k, v := range wantMeta {
-			if meta.Metadata[k] != v {
-				return fmt.Errorf("s3://%s/%s: metadata %s = %q, want %q (all: %v)", bk.Bucket, o.Key, k, meta.Metadata[k], v, meta.Metadata)
-			}
-		}
-		return nil
+	h := sha256.New()
+	io.Copy(h, payload.Content(n, sd))
+	s := &sent{name: name, size: n, sha256: hex.EncodeToString(h.Sum(nil)), source: downlink.SourceOutbox}
+	w.sent = append(w.sent, s)
+	// The window has ended: the delivery is in the log, or never was.
+	es := events(ctx, func(e bus.Event) bool {
+		return e.Kind == bus.KindDownlink && e.Name == "delivered" && e.File == name && e.Window == w.window.ID
+	})
+	if len(es) == 0 {
+		return fmt.Errorf("%q was not delivered in window %s", name, w.window.ID)
 	}
-	return fmt.Errorf("no object for %q under s3://%s/%s (found %d others: %v)", name, bk.Bucket, prefix, len(found), found)
+	return w.checkObject(ctx, s, es[0], w.bench.Store.Bucket, w.bench.Store.Prefix)
 }
 
 // readPayload reads a file on the running payload over SSH.

@@ -7,6 +7,9 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"io"
 	"time"
 )
@@ -45,4 +48,19 @@ type Store interface {
 	List(ctx context.Context, bucket, prefix string) ([]Object, error)
 	// EnsureBucket creates bucket if it does not exist.
 	EnsureBucket(ctx context.Context, bucket string) error
+}
+
+// SHA256 reads the object back and returns the hex SHA-256 of its bytes:
+// what a check that something landed byte for byte compares.
+func SHA256(ctx context.Context, s Store, bucket, key string) (string, error) {
+	r, err := s.Get(ctx, bucket, key)
+	if err != nil {
+		return "", err
+	}
+	defer r.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		return "", fmt.Errorf("store: read back s3://%s/%s: %w", bucket, key, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

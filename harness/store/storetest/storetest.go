@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -374,16 +375,38 @@ func putSum(t *testing.T, s store.Store, bucket, key string, seed uint64, size i
 // getSum returns the SHA-256 of the object at key.
 func getSum(t *testing.T, s store.Store, bucket, key string) []byte {
 	t.Helper()
-	r, err := s.Get(t.Context(), bucket, key)
+	sum, err := store.SHA256(t.Context(), s, bucket, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, r); err != nil {
-		t.Fatalf("reading back %s: %v", key, err)
+	b, _ := hex.DecodeString(sum)
+	return b
+}
+
+// StartEmbedded starts an embedded endpoint with its data in a temporary
+// directory, and a client to it holding the given buckets; both end with
+// the test.
+func StartEmbedded(t testing.TB, buckets ...string) (*store.Embedded, *store.S3) {
+	t.Helper()
+	e, err := store.StartEmbedded(t.Context(), t.TempDir(), t.Logf)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return h.Sum(nil)
+	t.Cleanup(func() {
+		if err := e.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	s, err := store.New(e.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range buckets {
+		if err := s.EnsureBucket(t.Context(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e, s
 }
 
 // holdingReader passes on give bytes of r, then closes held and waits for
