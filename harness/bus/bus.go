@@ -387,13 +387,6 @@ func (r *run) signal(ctx context.Context, c *remote.Client) error {
 func (r *run) end(ctx context.Context, c *remote.Client) ([]string, error) {
 	r.state(Ending, "")
 	var ids []string
-	enqueue := func(ctx context.Context, it downlink.Item, data string) error {
-		it, err := r.bus.Queue.Enqueue(ctx, it, data)
-		if err == nil && it.ID != "" {
-			ids = append(ids, it.ID)
-		}
-		return err
-	}
 	items, err := downlink.Sweep(ctx, c, signal.OutboxDir, r.bus.Queue.Incoming(),
 		downlink.Item{Window: r.w.ID, Board: r.w.Board, Source: downlink.SourceOutbox, TTL: r.bus.ttl()}, r.bus.Queue)
 	for _, it := range items {
@@ -402,7 +395,9 @@ func (r *run) end(ctx context.Context, c *remote.Client) ([]string, error) {
 	if err != nil {
 		r.event(Event{Kind: KindError, Name: "sweep failed", Detail: err.Error()})
 	}
-	if cerr := r.collect(ctx, c, enqueue); cerr != nil {
+	oids, cerr := r.collect(ctx, c)
+	ids = append(ids, oids...)
+	if cerr != nil {
 		r.event(Event{Kind: KindError, Name: "oort collection failed", Detail: cerr.Error()})
 		err = errors.Join(err, cerr)
 	}
@@ -422,17 +417,17 @@ func (b *Bus) ttl() downlink.TTL {
 }
 
 // collect pulls the OORT agent's complete pairs, if the board runs one,
-// and queues each that matches its meta. A pair that does not is reported
-// and left on the payload.
-func (r *run) collect(ctx context.Context, c *remote.Client, enqueue func(context.Context, downlink.Item, string) error) error {
+// and queues each that matches its meta, returning the ids queued. A pair
+// that does not is reported and left on the payload.
+func (r *run) collect(ctx context.Context, c *remote.Client) ([]string, error) {
 	addr := r.board.Config.OORT.Address
 	if addr == "" {
-		return nil
+		return nil, nil
 	}
 	col := &oort.Collector{Agent: "http://" + addr, Topics: r.bus.Bench.Downlink.Topics, SpoolDir: r.bus.Queue.Incoming()}
 	info, err := col.Info(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	files := c
 	if u := info.Sysinfo.Username; u != "" && u != r.board.Remote.User {
@@ -440,18 +435,23 @@ func (r *run) collect(ctx context.Context, c *remote.Client, enqueue func(contex
 		rc := r.board.Remote
 		rc.User = u
 		if files, err = remote.Dial(ctx, rc); err != nil {
-			return fmt.Errorf("oort: log in as the agent's user %s: %w", u, err)
+			return nil, fmt.Errorf("oort: log in as the agent's user %s: %w", u, err)
 		}
 		defer files.Close()
 	}
+	var ids []string
 	rep, err := col.Collect(ctx, info, files, func(ctx context.Context, p oort.Pulled) error {
 		ttl := p.Meta.SendOptions.TTLParams
-		return enqueue(ctx, downlink.Item{
+		it, err := r.bus.Queue.Enqueue(ctx, downlink.Item{
 			Source: downlink.SourceOORT, Window: r.w.ID, Board: r.w.Board,
 			Name: oortName(p.Meta), Path: p.Meta.FileInfo.Path, Topic: p.Meta.Topic, UUID: p.Meta.FileInfo.ID,
 			Size: p.Size, SHA256: p.SHA256, Meta: p.Meta.SendOptions.Tags,
 			TTL: downlink.TTL{Urgent: ttlSeconds(ttl.Urgent), Bulk: ttlSeconds(ttl.Bulk), Surplus: ttlSeconds(ttl.Surplus)},
 		}, p.Data)
+		if err == nil && it.ID != "" {
+			ids = append(ids, it.ID)
+		}
+		return err
 	})
 	for _, id := range rep.Accepted {
 		r.event(Event{Kind: KindDownlink, Name: "oort collected", Detail: id})
@@ -462,7 +462,7 @@ func (r *run) collect(ctx context.Context, c *remote.Client, enqueue func(contex
 	for _, id := range rep.Pending {
 		r.event(Event{Kind: KindDownlink, Name: "oort pair incomplete", Detail: id + " (left for the next collection)"})
 	}
-	return err
+	return ids, err
 }
 
 // ttlSeconds reads a TTL from a payload's meta: negative is 0 (the stage

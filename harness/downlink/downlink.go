@@ -191,7 +191,7 @@ func Sweep(ctx context.Context, src Source, dir, spool string, it Item, sink Sin
 // SweepPulls is how many files a sweep pulls at once.
 const SweepPulls = 4
 
-// pull copies the file into spool, synced, and sets the item's size and
+// pull copies the file into spool (Enqueue syncs it) and sets the item's size and
 // SHA-256. It returns the local copy's path.
 func pull(ctx context.Context, src Source, spool string, size int64, it *Item) (string, error) {
 	f, err := os.CreateTemp(spool, "sweep-*")
@@ -202,9 +202,6 @@ func pull(ctx context.Context, src Source, spool string, size int64, it *Item) (
 	n, err := src.Get(ctx, it.Path, io.MultiWriter(f, h))
 	if err == nil && n != size {
 		err = fmt.Errorf("read %d bytes, listed as %d (still being written?)", n, size)
-	}
-	if err == nil {
-		err = f.Sync() // here, in parallel, rather than in Enqueue
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
