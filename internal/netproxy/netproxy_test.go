@@ -22,33 +22,17 @@ const guard = time.Minute
 // echo serves on loopback, sending back what it reads and closing its side
 // when the client closes its own.
 func echo(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				io.Copy(c, c)
-			})
-		}
-	})
-	return ln.Addr().String()
+	return serve(t, func(c net.Conn) { io.Copy(c, c) })
 }
 
 // sink serves on loopback, discarding what it reads.
 func sink(t testing.TB) string {
+	return serve(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+}
+
+// serve runs handle on every connection to a loopback listener until the
+// test ends, and returns the listener's address.
+func serve(t testing.TB, handle func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -67,7 +51,7 @@ func sink(t testing.TB) string {
 			}
 			wg.Go(func() {
 				defer c.Close()
-				io.Copy(io.Discard, c)
+				handle(c)
 			})
 		}
 	})
