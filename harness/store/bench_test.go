@@ -12,13 +12,14 @@ import (
 	"testing"
 
 	"github.com/satbench/hil/harness/store"
+	"github.com/satbench/hil/harness/store/storetest"
 )
 
 // BenchmarkPut puts 64 MiB objects into the embedded endpoint, read from
 // memory so that only the upload is measured.
 func BenchmarkPut(b *testing.B) {
 	const size = 64 << 20
-	_, s := startEmbedded(b, b.TempDir())
+	_, s := storetest.StartEmbedded(b)
 	if err := s.EnsureBucket(b.Context(), "bench"); err != nil {
 		b.Fatal(err)
 	}
@@ -39,7 +40,7 @@ func BenchmarkPut(b *testing.B) {
 // endpoint together) and its growth during the Put. Both should be about
 // the same for both sizes.
 func BenchmarkPutMemory(b *testing.B) {
-	_, s := startEmbedded(b, b.TempDir())
+	_, s := storetest.StartEmbedded(b)
 	if err := s.EnsureBucket(b.Context(), "bench"); err != nil {
 		b.Fatal(err)
 	}

@@ -63,7 +63,7 @@ func TestMain(m *testing.M) {
 // behaviour.
 func forEachEndpoint(t *testing.T, f func(t *testing.T, cfg store.Config, s *store.S3)) {
 	t.Run("embedded", func(t *testing.T) {
-		e, s := startEmbedded(t, t.TempDir())
+		e, s := storetest.StartEmbedded(t)
 		f(t, e.Config(), s)
 	})
 	t.Run("minio", func(t *testing.T) {
@@ -89,7 +89,7 @@ func TestMinIO(t *testing.T) {
 // TestServer takes each kind of endpoint down and brings it back.
 func TestServer(t *testing.T) {
 	t.Run("embedded", func(t *testing.T) {
-		e, _ := startEmbedded(t, t.TempDir())
+		e, _ := storetest.StartEmbedded(t)
 		storetest.RunServer(t, e, "hil-test")
 	})
 	t.Run("minio", func(t *testing.T) {
@@ -103,7 +103,7 @@ func TestServerClosed(t *testing.T) {
 		name  string
 		start func(t *testing.T) store.Server
 	}{
-		{"embedded", func(t *testing.T) store.Server { e, _ := startEmbedded(t, t.TempDir()); return e }},
+		{"embedded", func(t *testing.T) store.Server { e, _ := storetest.StartEmbedded(t); return e }},
 		{"minio", func(t *testing.T) store.Server { return testenv.StartMinIO(t) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -221,7 +221,7 @@ func BenchmarkServerRestart(b *testing.B) {
 		name  string
 		start func(b *testing.B) store.Server
 	}{
-		{"embedded", func(b *testing.B) store.Server { e, _ := startEmbedded(b, b.TempDir()); return e }},
+		{"embedded", func(b *testing.B) store.Server { e, _ := storetest.StartEmbedded(b); return e }},
 		{"minio", func(b *testing.B) store.Server { return testenv.StartMinIO(b) }},
 	} {
 		b.Run(bc.name, func(b *testing.B) {

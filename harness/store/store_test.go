@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"hash"
 	"io"
@@ -21,28 +20,8 @@ import (
 	"github.com/satbench/hil/harness/store/storetest"
 )
 
-// startEmbedded starts an endpoint on a fresh data directory, closed when
-// the test ends.
-func startEmbedded(t testing.TB, dir string) (*store.Embedded, *store.S3) {
-	t.Helper()
-	e, err := store.StartEmbedded(context.Background(), dir, t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := e.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	s, err := store.New(e.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e, s
-}
-
 func TestEmbedded(t *testing.T) {
-	_, s := startEmbedded(t, t.TempDir())
+	_, s := storetest.StartEmbedded(t)
 	storetest.Run(t, s, "hil-test")
 }
 
@@ -87,7 +66,7 @@ func TestNewConfig(t *testing.T) {
 }
 
 func TestEmbeddedChecksSignatures(t *testing.T) {
-	e, _ := startEmbedded(t, t.TempDir())
+	e, _ := storetest.StartEmbedded(t)
 	for _, tc := range []struct {
 		name string
 		edit func(*store.Config)
@@ -126,7 +105,7 @@ func TestEmbeddedChecksSignatures(t *testing.T) {
 // alters one byte in transit: the endpoint must refuse the body and store
 // nothing, whichever chunk the byte is in.
 func TestEmbeddedChunkSignatures(t *testing.T) {
-	e, s := startEmbedded(t, t.TempDir())
+	e, s := storetest.StartEmbedded(t)
 	ctx := t.Context()
 	const bucket = "hil-test"
 	if err := s.EnsureBucket(ctx, bucket); err != nil {
@@ -191,7 +170,7 @@ func (hasher) Close() {}
 // files once the endpoint has finished with them.
 func TestEmbeddedLeavesNoParts(t *testing.T) {
 	dir := t.TempDir()
-	e, s := startEmbedded(t, dir)
+	e, s := storetest.StartEmbeddedIn(t, dir)
 	ctx := t.Context()
 	if err := s.EnsureBucket(ctx, "hil-test"); err != nil {
 		t.Fatal(err)
@@ -220,7 +199,7 @@ func TestEmbeddedLeavesNoParts(t *testing.T) {
 // TestEmbeddedRestart checks that objects outlive the endpoint.
 func TestEmbeddedRestart(t *testing.T) {
 	dir := t.TempDir()
-	e, s := startEmbedded(t, dir)
+	e, s := storetest.StartEmbeddedIn(t, dir)
 	ctx := t.Context()
 	if err := s.EnsureBucket(ctx, "hil-test"); err != nil {
 		t.Fatal(err)
@@ -233,7 +212,7 @@ func TestEmbeddedRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	_, s = startEmbedded(t, dir)
+	_, s = storetest.StartEmbeddedIn(t, dir)
 	got, err := s.Stat(ctx, "hil-test", "pass/1")
 	if err != nil {
 		t.Fatal(err)

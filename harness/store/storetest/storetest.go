@@ -388,7 +388,14 @@ func getSum(t *testing.T, s store.Store, bucket, key string) []byte {
 // the test.
 func StartEmbedded(t testing.TB, buckets ...string) (*store.Embedded, *store.S3) {
 	t.Helper()
-	e, err := store.StartEmbedded(t.Context(), t.TempDir(), t.Logf)
+	return StartEmbeddedIn(t, t.TempDir(), buckets...)
+}
+
+// StartEmbeddedIn is StartEmbedded with its data in dir, for tests that
+// start an endpoint again on the same data.
+func StartEmbeddedIn(t testing.TB, dir string, buckets ...string) (*store.Embedded, *store.S3) {
+	t.Helper()
+	e, err := store.StartEmbedded(t.Context(), dir, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
