@@ -34,15 +34,15 @@ type ledgerLine struct {
 	Time   time.Time `json:"time"`
 }
 
-func (q *Queue) recordPath(id string) string { return filepath.Join(q.dir, "items", id+".json") }
-func (q *Queue) dataPath(id string) string   { return filepath.Join(q.dir, "items", id+".data") }
-func (q *Queue) ledgerPath() string          { return filepath.Join(q.dir, "delivered.log") }
+func (q *Queue) recordPath(id string) string { return filepath.Join(q.cfg.Dir, "items", id+".json") }
+func (q *Queue) dataPath(id string) string   { return filepath.Join(q.cfg.Dir, "items", id+".data") }
+func (q *Queue) ledgerPath() string          { return filepath.Join(q.cfg.Dir, "delivered.log") }
 
 // sourcePath is the marker of a file queued whose source has not yet
 // confirmed deleting it.
 func (q *Queue) sourcePath(dedup string) string {
 	sum := sha256.Sum256([]byte(dedup))
-	return filepath.Join(q.dir, "sources", hex.EncodeToString(sum[:16]))
+	return filepath.Join(q.cfg.Dir, "sources", hex.EncodeToString(sum[:16]))
 }
 
 func fileExists(name string) bool {
@@ -53,7 +53,7 @@ func fileExists(name string) bool {
 // load reads the journal into q.
 func (q *Queue) load() error {
 	for _, d := range []string{"items", "incoming", "sources"} {
-		if err := os.MkdirAll(filepath.Join(q.dir, d), 0o700); err != nil {
+		if err := os.MkdirAll(filepath.Join(q.cfg.Dir, d), 0o700); err != nil {
 			return fmt.Errorf("downlink: journal: %w", err)
 		}
 	}
@@ -65,7 +65,7 @@ func (q *Queue) load() error {
 	if err := q.loadLedger(); err != nil {
 		return err
 	}
-	ents, err := os.ReadDir(filepath.Join(q.dir, "items"))
+	ents, err := os.ReadDir(filepath.Join(q.cfg.Dir, "items"))
 	if err != nil {
 		return fmt.Errorf("downlink: journal: %w", err)
 	}
@@ -80,10 +80,10 @@ func (q *Queue) load() error {
 			// Data without a record: Enqueue died between the two; the
 			// source still has the file.
 			if _, err := os.Stat(q.recordPath(strings.TrimSuffix(name, ".data"))); errors.Is(err, fs.ErrNotExist) {
-				os.Remove(filepath.Join(q.dir, "items", name))
+				os.Remove(filepath.Join(q.cfg.Dir, "items", name))
 			}
 		default:
-			os.Remove(filepath.Join(q.dir, "items", name)) // a temp record
+			os.Remove(filepath.Join(q.cfg.Dir, "items", name)) // a temp record
 		}
 	}
 	f, err := os.OpenFile(q.ledgerPath(), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)

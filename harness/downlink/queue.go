@@ -147,7 +147,6 @@ type Config struct {
 // attempt.
 type Queue struct {
 	cfg Config
-	dir string // items/ and incoming/ live here
 
 	mu         sync.Mutex
 	items      map[string]*Item     // journaled, not yet delivered
@@ -183,7 +182,6 @@ func Open(cfg Config) (*Queue, error) {
 	}
 	q := &Queue{
 		cfg:        cfg,
-		dir:        cfg.Dir,
 		items:      map[string]*Item{},
 		uploading:  map[string]bool{},
 		ledger:     map[string]string{},
@@ -202,7 +200,7 @@ func Open(cfg Config) (*Queue, error) {
 
 // Incoming is the directory sources pull files into before Enqueue; it is
 // on the queue's filesystem, so Enqueue renames rather than copies.
-func (q *Queue) Incoming() string { return filepath.Join(q.dir, "incoming") }
+func (q *Queue) Incoming() string { return filepath.Join(q.cfg.Dir, "incoming") }
 
 // Link is the queue's space link.
 func (q *Queue) Link() *Link { return q.cfg.Link }
