@@ -159,7 +159,7 @@ func (b *Bus) queueEvent(e downlink.Event) {
 	it := e.Item
 	detail := it.Name
 	switch {
-	case e.Kind == "delivered":
+	case e.Kind == downlink.EventDelivered:
 		detail = fmt.Sprintf("%s: s3://%s/%s (%d bytes)", it.Name, e.Object.Bucket, e.Object.Key, e.Object.Size)
 	case e.Err != nil:
 		detail = fmt.Sprintf("%s: %s: %v", it.Name, e.Detail, e.Err)
@@ -170,7 +170,7 @@ func (b *Bus) queueEvent(e downlink.Event) {
 		detail = it.Source + " " + detail
 	}
 	ev := Event{Window: it.Window, Board: it.Board, Kind: KindDownlink, Name: e.Kind, Detail: detail, File: it.Name}
-	if e.Kind == "delivered" {
+	if e.Kind == downlink.EventDelivered {
 		ev.Object = "s3://" + e.Object.Bucket + "/" + e.Object.Key
 	}
 	b.Log.Append(ev)
@@ -506,7 +506,7 @@ func (r *run) downlink(ctx context.Context, ids []string) ([]store.Object, error
 	var objs []store.Object
 	var errs []error
 	for _, e := range evs {
-		if e.Kind == "delivered" {
+		if e.Kind == downlink.EventDelivered {
 			objs = append(objs, e.Object)
 		} else {
 			errs = append(errs, fmt.Errorf("%s %s: %s", e.Item.Name, e.Kind, e.Detail))

@@ -116,7 +116,7 @@ func (q *Queue) loadRecord(id string) error {
 	if it.Key != "" {
 		q.reserved[it.Key] = id
 	}
-	q.emit(Event{Kind: "recovered", Item: it, Detail: fmt.Sprintf("%d of %d bytes across", it.Sent, it.Size)})
+	q.emit(Event{Kind: EventRecovered, Item: it, Detail: fmt.Sprintf("%d of %d bytes across", it.Sent, it.Size)})
 	return nil
 }
 

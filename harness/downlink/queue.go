@@ -112,9 +112,23 @@ type Route struct {
 	Prefix string
 }
 
+// What can happen to an item, as Event.Kind.
+const (
+	EventQueued    = "queued"    // taken into the journal
+	EventDuplicate = "duplicate" // handed over before: not queued again
+	EventRecovered = "recovered" // found in the journal at Open
+	EventSending   = "sending"   // took the link
+	EventPaused    = "paused"    // waiting for a contact, bytes still to send
+	EventResumed   = "resumed"   // sending again after a pause
+	EventCrossed   = "crossed"   // all its bytes crossed the link
+	EventRetry     = "retry"     // an upload or journal write failed; Err says why
+	EventDelivered = "delivered" // landed in S3; Object says where
+	EventDropped   = "dropped"   // will never go down (TTL expired)
+)
+
 // Event is something that happened to an item.
 type Event struct {
-	Kind   string // queued, duplicate, recovered, sending, paused, resumed, crossed, retry, delivered, dropped
+	Kind   string // one of the Event* constants
 	Item   Item
 	Object store.Object // for delivered
 	Err    error        // for retry
@@ -254,7 +268,7 @@ func (q *Queue) Enqueue(ctx context.Context, it Item, data string) (Item, error)
 		}
 	}
 	if dup != "" {
-		q.emit(Event{Kind: "duplicate", Item: it, Detail: dup})
+		q.emit(Event{Kind: EventDuplicate, Item: it, Detail: dup})
 		q.mu.Unlock()
 		os.Remove(data)
 		return Item{}, nil
@@ -296,7 +310,7 @@ func (q *Queue) Enqueue(ctx context.Context, it Item, data string) (Item, error)
 		return Item{}, fmt.Errorf("downlink: enqueue %s: %w", it.Name, err)
 	}
 	q.items[it.ID] = &it
-	q.emit(Event{Kind: "queued", Item: it, Detail: fmt.Sprintf("%d bytes, %s, to s3://%s/%s", it.Size, it.TTL.Stage(0), it.Bucket, it.Prefix)})
+	q.emit(Event{Kind: EventQueued, Item: it, Detail: fmt.Sprintf("%d bytes, %s, to s3://%s/%s", it.Size, it.TTL.Stage(0), it.Bucket, it.Prefix)})
 	q.changedLocked()
 	return it, nil
 }
@@ -431,7 +445,7 @@ func (q *Queue) send(ctx context.Context, it *Item) {
 	from, size, id := it.Sent, it.Size, it.ID
 	stage := it.TTL.Stage(time.Since(it.Queued))
 	mine := rank(stage, it)
-	q.emit(Event{Kind: "sending", Item: *it, Detail: fmt.Sprintf("%s, from byte %d of %d", stage, from, size)})
+	q.emit(Event{Kind: EventSending, Item: *it, Detail: fmt.Sprintf("%s, from byte %d of %d", stage, from, size)})
 	q.mu.Unlock()
 	paused := false
 	stop := func() bool {
@@ -457,11 +471,11 @@ func (q *Queue) send(ctx context.Context, it *Item) {
 			paused = true
 			// A transfer cut by the end of a contact resumes from here.
 			q.saveProgress(it, true)
-			q.emit(Event{Kind: "paused", Item: *it, Detail: fmt.Sprintf("%d of %d bytes across; waiting for the next contact", sent, it.Size)})
+			q.emit(Event{Kind: EventPaused, Item: *it, Detail: fmt.Sprintf("%d of %d bytes across; waiting for the next contact", sent, it.Size)})
 		case !wait && paused:
 			paused = false
 			q.saveProgress(it, true)
-			q.emit(Event{Kind: "resumed", Item: *it, Detail: fmt.Sprintf("from byte %d of %d", sent, it.Size)})
+			q.emit(Event{Kind: EventResumed, Item: *it, Detail: fmt.Sprintf("from byte %d of %d", sent, it.Size)})
 		case !wait:
 			q.saveProgress(it, false)
 		}
@@ -472,7 +486,7 @@ func (q *Queue) send(ctx context.Context, it *Item) {
 	it.Sent = sent
 	q.saveProgress(it, true)
 	if err == nil {
-		q.emit(Event{Kind: "crossed", Item: *it})
+		q.emit(Event{Kind: EventCrossed, Item: *it})
 		q.changedLocked()
 	}
 }
@@ -489,7 +503,7 @@ func (q *Queue) saveProgress(it *Item, now bool) {
 	}
 	q.progress[it.ID] = time.Now()
 	if err := q.writeRecord(*it); err != nil {
-		q.emit(Event{Kind: "retry", Item: *it, Err: err, Detail: "journal progress"})
+		q.emit(Event{Kind: EventRetry, Item: *it, Err: err, Detail: "journal progress"})
 	}
 }
 
@@ -536,7 +550,7 @@ func (q *Queue) deliver(ctx context.Context, it *Item) {
 			return
 		}
 		q.mu.Lock()
-		q.emit(Event{Kind: "retry", Item: *it, Err: err, Detail: fmt.Sprintf("attempt %d failed; next in %v", attempt, backoff)})
+		q.emit(Event{Kind: EventRetry, Item: *it, Err: err, Detail: fmt.Sprintf("attempt %d failed; next in %v", attempt, backoff)})
 		q.mu.Unlock()
 		if waitUntil(ctx, time.Now().Add(backoff), nil) != nil {
 			return
@@ -660,14 +674,14 @@ func (q *Queue) delivered(it *Item, obj store.Object) {
 	if lerr != nil {
 		// The object is in S3; without the ledger line a restart would
 		// find it by its key, which the record holds.
-		q.emit(Event{Kind: "retry", Item: *it, Err: lerr, Detail: "ledger"})
+		q.emit(Event{Kind: EventRetry, Item: *it, Err: lerr, Detail: "ledger"})
 	}
 	q.ledger[rec.ID] = rec.Key
 	if rec.UUID != "" {
 		q.oortLedger[rec.dedup()] = rec.Key
 	}
 	q.forget(it)
-	e := Event{Kind: "delivered", Item: *it, Object: obj}
+	e := Event{Kind: EventDelivered, Item: *it, Object: obj}
 	q.done[it.ID] = e
 	q.emit(e)
 	q.changedLocked()
@@ -676,7 +690,7 @@ func (q *Queue) delivered(it *Item, obj store.Object) {
 // drop removes an item that will never go down. q.mu is held.
 func (q *Queue) drop(it *Item, why string) {
 	q.forget(it)
-	e := Event{Kind: "dropped", Item: *it, Detail: why}
+	e := Event{Kind: EventDropped, Item: *it, Detail: why}
 	q.done[it.ID] = e
 	q.emit(e)
 	q.changedLocked()

@@ -76,7 +76,7 @@ func TestJournaledKeyTakenByAnother(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := evs[0].Object.Key; got == taken || evs[0].Kind != "delivered" {
+	if got := evs[0].Object.Key; got == taken || evs[0].Kind != EventDelivered {
 		t.Errorf("%s to %s, want delivered under another key", evs[0].Kind, got)
 	}
 	if obj, err := st.Stat(ctx, "down", taken); err != nil || obj.Size != 6 {

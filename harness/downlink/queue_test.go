@@ -42,7 +42,7 @@ func cmpOr(a, b string) string {
 func (r *rig) crossed() []string {
 	var names []string
 	for _, e := range r.log.All() {
-		if e.Kind == "crossed" {
+		if e.Kind == downlink.EventCrossed {
 			names = append(names, e.Item.Name)
 		}
 	}
@@ -77,7 +77,7 @@ func TestStagesAndPriorities(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, e := range evs {
-		if want := map[bool]string{true: "dropped", false: "delivered"}[e.Item.Name == "expired"]; e.Kind != want {
+		if want := map[bool]string{true: downlink.EventDropped, false: downlink.EventDelivered}[e.Item.Name == "expired"]; e.Kind != want {
 			t.Errorf("%s: %s (%s), want %s", e.Item.Name, e.Kind, e.Detail, want)
 		}
 	}
@@ -97,7 +97,7 @@ func TestUrgentTakesTheLink(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	// Wait until the big file is on the link.
-	if _, err := r.log.Wait(ctx, func(e downlink.Event) bool { return e.Kind == "sending" && e.Item.Name == "big" }); err != nil {
+	if _, err := r.log.Wait(ctx, func(e downlink.Event) bool { return e.Kind == downlink.EventSending && e.Item.Name == "big" }); err != nil {
 		t.Fatal(err)
 	}
 	urgent := r.enqueue(t, downlink.Item{Name: "urgent", Window: "1"}, "now")
@@ -107,7 +107,7 @@ func TestUrgentTakesTheLink(t *testing.T) {
 	}
 	var resumed bool
 	for _, e := range r.log.All() {
-		resumed = resumed || e.Kind == "sending" && e.Item.Name == "big" && !strings.Contains(e.Detail, "from byte 0 ")
+		resumed = resumed || e.Kind == downlink.EventSending && e.Item.Name == "big" && !strings.Contains(e.Detail, "from byte 0 ")
 	}
 	if !resumed {
 		t.Error("big never resumed from where it stopped")

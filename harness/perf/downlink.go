@@ -136,12 +136,12 @@ func Downlink(ctx context.Context, opts DownlinkOptions) (*DownlinkReport, error
 	r.PeakRSS = peakRSS()
 	var lat []time.Duration
 	for _, e := range evs {
-		if e.Kind != "delivered" {
+		if e.Kind != downlink.EventDelivered {
 			return nil, fmt.Errorf("%s: %s: %s", e.Item.Name, e.Kind, e.Detail)
 		}
 	}
 	for _, e := range b.Log.Events() {
-		if e.Kind == bus.KindDownlink && e.Name == "delivered" {
+		if e.Kind == bus.KindDownlink && e.Name == downlink.EventDelivered {
 			lat = append(lat, e.Time.Sub(pullStart[idOf(evs, e.File)]))
 		}
 	}

@@ -215,7 +215,7 @@ func notCrossed(ctx context.Context, name string) error {
 		return err
 	}
 	if es := events(ctx, func(e bus.Event) bool {
-		return e.Kind == bus.KindDownlink && e.File == name && (e.Name == "crossed" || e.Name == "delivered")
+		return e.Kind == bus.KindDownlink && e.File == name && (e.Name == downlink.EventCrossed || e.Name == downlink.EventDelivered)
 	}); len(es) > 0 {
 		return fmt.Errorf("%q crossed the link: %v", name, es[0])
 	}
@@ -399,7 +399,7 @@ func linkSlow(ctx context.Context, rate string) error {
 // delivered waits for the bus to report s delivered and returns the key.
 func (w *world) delivered(ctx context.Context, s *sent) (bus.Event, error) {
 	return w.bus.Log.Wait(ctx, func(e bus.Event) bool {
-		return e.Kind == bus.KindDownlink && e.Name == "delivered" && e.File == s.name && e.Window == w.window.ID
+		return e.Kind == bus.KindDownlink && e.Name == downlink.EventDelivered && e.File == s.name && e.Window == w.window.ID
 	})
 }
 
@@ -546,9 +546,9 @@ func cutAndResumed(ctx context.Context, name string) error {
 	var cut, resumed bool
 	for _, e := range events(ctx, func(e bus.Event) bool { return e.Kind == bus.KindDownlink && e.File == name }) {
 		switch {
-		case e.Name == "paused" && !strings.Contains(e.Detail, ": 0 of "):
+		case e.Name == downlink.EventPaused && !strings.Contains(e.Detail, ": 0 of "):
 			cut = true
-		case e.Name == "resumed" && cut:
+		case e.Name == downlink.EventResumed && cut:
 			resumed = true
 		}
 	}
@@ -559,7 +559,7 @@ func cutAndResumed(ctx context.Context, name string) error {
 }
 
 func retried(ctx context.Context) error {
-	if es := events(ctx, func(e bus.Event) bool { return e.Kind == bus.KindDownlink && e.Name == "retry" }); len(es) == 0 {
+	if es := events(ctx, func(e bus.Event) bool { return e.Kind == bus.KindDownlink && e.Name == downlink.EventRetry }); len(es) == 0 {
 		return fmt.Errorf("no upload was retried")
 	}
 	return nil
@@ -579,7 +579,7 @@ func pairRejected(ctx context.Context, name string) error {
 	}); len(es) == 0 {
 		return fmt.Errorf("pair %s of %q was not reported as rejected", s.uuid, name)
 	}
-	if es := events(ctx, func(e bus.Event) bool { return e.Name == "delivered" && e.File == name }); len(es) > 0 {
+	if es := events(ctx, func(e bus.Event) bool { return e.Name == downlink.EventDelivered && e.File == name }); len(es) > 0 {
 		return fmt.Errorf("%q was delivered: %v", name, es[0])
 	}
 	// The pair is still in the agent's transfers directory: the payload

@@ -199,7 +199,7 @@ func landsAsMkfile(ctx context.Context, name, size, seed string) error {
 	w.sent = append(w.sent, s)
 	// The window has ended: the delivery is in the log, or never was.
 	es := events(ctx, func(e bus.Event) bool {
-		return e.Kind == bus.KindDownlink && e.Name == "delivered" && e.File == name && e.Window == w.window.ID
+		return e.Kind == bus.KindDownlink && e.Name == downlink.EventDelivered && e.File == name && e.Window == w.window.ID
 	})
 	if len(es) == 0 {
 		return fmt.Errorf("%q was not delivered in window %s", name, w.window.ID)
