@@ -15,7 +15,16 @@ MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 MINIO_DIR     := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/hil/minio/$(MINIO_VERSION)
 MINIO         := $(MINIO_DIR)/minio
 
-.PHONY: all build run test vet bench clean minio minio-path
+# protoc, for `make generate`: Debian's package at a pinned version,
+# checked against tools/protoc.sha256 and unpacked into a cache, so nothing
+# is installed on the host and no root is needed. The Go plugins are the
+# versions go.mod pins as tools.
+PROTOC_VERSION := 3.21.12-3
+PROTOC_DIR     := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/hil/protoc/$(PROTOC_VERSION)
+PROTOC_DEBS    := protobuf-compiler libprotoc32 libprotobuf32
+GEN_BIN        := $(PROTOC_DIR)/bin
+
+.PHONY: all build run test vet bench clean minio minio-path generate check-generated
 
 all: build
 
@@ -62,3 +71,27 @@ $(MINIO):
 
 minio-path:
 	@echo $(MINIO)
+
+# `make generate` regenerates every committed generated file: the Payload
+# Interface's gRPC code (protoc) and the OORT agent's OpenAPI clients.
+# `make check-generated` (CI) fails if the committed files differ.
+generate: $(GEN_BIN)/protoc
+	$(GO) build -o $(GEN_BIN)/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
+	$(GO) build -o $(GEN_BIN)/protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc
+	PATH=$(GEN_BIN):$$PATH $(GO) generate ./...
+
+check-generated: generate
+	@git diff --exit-code -- . || { echo "generated code is stale: run make generate and commit the result"; exit 1; }
+	@test -z "$$(git status --porcelain --untracked-files=all)" || { git status --short; echo "make generate left new files: commit them"; exit 1; }
+
+$(GEN_BIN)/protoc:
+	rm -rf $(PROTOC_DIR).tmp
+	mkdir -p $(PROTOC_DIR).tmp/debs
+	cd $(PROTOC_DIR).tmp/debs && apt-get download -q $(foreach p,$(PROTOC_DEBS),$(p)=$(PROTOC_VERSION)) \
+		&& sha256sum --strict -c $(CURDIR)/tools/protoc.sha256
+	for d in $(PROTOC_DIR).tmp/debs/*.deb; do dpkg-deb -x $$d $(PROTOC_DIR).tmp/root || exit 1; done
+	mkdir -p $(PROTOC_DIR).tmp/bin
+	printf '#!/bin/sh\nd=%s\nLD_LIBRARY_PATH=$$d/usr/lib/x86_64-linux-gnu exec $$d/usr/bin/protoc "$$@"\n' $(PROTOC_DIR)/root > $(PROTOC_DIR).tmp/bin/protoc
+	chmod +x $(PROTOC_DIR).tmp/bin/protoc
+	rm -rf $(PROTOC_DIR) && mv $(PROTOC_DIR).tmp $(PROTOC_DIR)
+	$(GEN_BIN)/protoc --version
