@@ -26,8 +26,53 @@ type Bench struct {
 	Timing Timing `yaml:"timing"`
 	// Downlink is how files travel from the bus to S3.
 	Downlink Downlink `yaml:"downlink"`
+	// PayloadInterface is the bus's Payload Controller, the gRPC server
+	// payload apps talk to. Its defaults are filled in whether or not the
+	// file has the section, so a bench without one serves on the
+	// contract's port.
+	PayloadInterface PayloadInterface `yaml:"payload_interface"`
 
 	Boards []*Board `yaml:"-"` // loaded, in BoardNames order
+}
+
+// PayloadInterface configures the Payload Controller: where it serves, how
+// it watches registered apps and what it tells them about the orbit.
+type PayloadInterface struct {
+	// Listen is host:port the Payload Controller serves on; default
+	// ":50051" (every interface, the contract's port). Port 0: a free port
+	// picked when the bench opens. No board's SSH, OORT or callback
+	// address may use it.
+	Listen string `yaml:"listen"`
+	// TLS makes the Payload Controller serve TLS: the bench makes a CA and
+	// certificates and writes the app-side files. Default false.
+	TLS         bool        `yaml:"tls"`
+	HealthCheck HealthCheck `yaml:"health_check"`
+	// CallTimeout is the deadline of each call from the controller to an
+	// app; default 3s; more than zero.
+	CallTimeout Duration `yaml:"call_timeout"`
+	// DeadlineUnit is the unit of StartSequence's scheduled_deadline on
+	// the wire: "s" (default, seconds since the Unix epoch) or "ms"
+	// (milliseconds since the epoch).
+	DeadlineUnit string `yaml:"deadline_unit"`
+	Orbit        Orbit  `yaml:"orbit"`
+}
+
+// HealthCheck is how the Payload Controller watches each registered app.
+type HealthCheck struct {
+	Interval Duration `yaml:"interval"` // between checks of one app; default 5s; more than zero
+	// Failures is how many checks in a row must fail for the app's
+	// health_check_fail_action to be taken; default 5; at least 1.
+	Failures int `yaml:"failures"`
+}
+
+// Orbit is the circular orbit the Payload Controller reports positions on.
+type Orbit struct {
+	AltitudeKm float64 `yaml:"altitude_km"` // default 550; from 100 to 100000
+	// InclinationDeg is the orbit's inclination in degrees; default 97.6
+	// (sun-synchronous at 550 km); from 0 to 180. An explicit 0 (an
+	// equatorial orbit) is kept: only a key left out, or left without a
+	// value, gets the default.
+	InclinationDeg float64 `yaml:"inclination_deg"`
 }
 
 // Store says where downlinked files land.
@@ -71,6 +116,54 @@ type Board struct {
 	BootTimeout Duration `yaml:"boot_timeout"`
 	// OORT is the payload's OORT agent, if it runs one.
 	OORT OORT `yaml:"oort"`
+	// PayloadInterface is the payload app the board runs, if it runs one
+	// (see RunsApp). A board file without the section runs no app, and
+	// PayloadInterface is then the zero value.
+	PayloadInterface BoardPayloadInterface `yaml:"payload_interface"`
+}
+
+// RunsApp reports whether the board runs a payload app, which registers
+// with the Payload Controller: whether its file has a payload_interface
+// section (which must hold a key).
+func (b *Board) RunsApp() bool { return b.PayloadInterface.Key != "" }
+
+// BoardPayloadInterface is the payload app running on a board. Across the
+// boards of a bench, no two apps share a key or a callback address, and
+// no two share an hw_id.
+type BoardPayloadInterface struct {
+	// Key is the app's authentication key: exactly 20 characters, each an
+	// ASCII letter or digit. Required in the section. Errors never quote
+	// it.
+	Key string `yaml:"key"`
+	// AppID is the app's id, from 0 to 999; default 1.
+	AppID int `yaml:"app_id"`
+	// Callback is host:port of the app's callback server. Empty (default):
+	// the IP address PC_register was called from, port 50053. Port 0 is
+	// allowed only for power kind "process": the bench picks a free port.
+	// It differs from every SSH, OORT and callback address on the bench.
+	Callback string `yaml:"callback"`
+	// HWID is the hw_id with which PayloadPowerControl switches this
+	// board's power; default 0; from 0 to 2147483647 (an int32 on the
+	// wire). Only boards that run an app have one (see Bench.PowerBoard).
+	HWID int `yaml:"hw_id"`
+}
+
+// Cookie returns the app's cookie, as config.json holds it: the key
+// followed by the app id in three digits, e.g. "AbCdEfGhIjKlMnOpQrSt001".
+func (p BoardPayloadInterface) Cookie() string {
+	return p.Key + fmt.Sprintf("%03d", p.AppID)
+}
+
+// PowerBoard returns the board whose power PayloadPowerControl switches
+// with hwID: the board running an app with that hw_id, or nil. Boards
+// that run no app have no hw_id, whatever their HWID field holds.
+func (b *Bench) PowerBoard(hwID int) *Board {
+	for _, board := range b.Boards {
+		if board.RunsApp() && board.PayloadInterface.HWID == hwID {
+			return board
+		}
+	}
+	return nil
 }
 
 // OORT says where a payload's OORT agent listens.

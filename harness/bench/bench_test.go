@@ -18,10 +18,12 @@ const testHostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDN3olJZBw4hX/6lXvoULs3
 
 // Messages repeated across cases.
 const (
-	benchKeys    = "name, satellite, signaling, store, boards, boards_dir, timing, downlink"
+	benchKeys    = "name, satellite, signaling, store, boards, boards_dir, timing, downlink, payload_interface"
 	storeKeys    = "kind, endpoint, secure, region, bucket, prefix, access_key_env, secret_key_env"
 	downlinkKeys = "topics, routes, ttl, uploads, retry, link"
-	boardKeys    = "name, address, ssh, power, boot_timeout, oort"
+	boardKeys    = "name, address, ssh, power, boot_timeout, oort, payload_interface"
+	piKeys       = "listen, tls, health_check, call_timeout, deadline_unit, orbit"
+	appKeys      = "key, app_id, callback, hw_id"
 	wantDuration = `want a number and a unit, like "15s", "500ms" or "2m"`
 	wantName     = "want letters, digits, dots, hyphens and underscores, starting with a letter or digit"
 	wantPrefix   = `want slash-separated names, e.g. "customer/a"`
@@ -31,7 +33,15 @@ const (
 	wantRate     = `want bit/s as a whole number or with a unit, like 9600, "250kbit/s", "1.5Mbit/s" or "10Gbit/s" (k, M, G are 1e3, 1e6, 1e9; bps, kbps, Mbps, Gbps and kbit work too); 0 for no limit`
 	wantSize     = `want bytes as a whole number or with a unit, like 65536, "512B", "100MB", "64KiB" or "1GiB" (KB, MB, GB count in 1000s; KiB, MiB, GiB in 1024s); 0 for no limit`
 	wantLoss     = `want a fraction at least 0 and less than 1, like 0.01, or a percentage like "1%"`
-	wantAddrs    = "give each SSH server and OORT agent its own address"
+	wantAddrs    = "give each SSH server, OORT agent and app callback server its own address"
+	wantListen   = "want an address no board uses, or port 0 for a free port"
+	wantAltitude = "want the orbit's altitude in km, a number from 100 to 100000, e.g. 550"
+	wantIncl     = "want the orbit's inclination in degrees, a number from 0 to 180, e.g. 97.6"
+	wantAppKey   = `want exactly 20 ASCII letters or digits, e.g. "AbCdEfGhIjKlMnOpQrSt"`
+	wantKeyField = `want the app's 20-character auth key, e.g. "AbCdEfGhIjKlMnOpQrSt"`
+	wantAppID    = "want a whole number from 0 to 999, e.g. 1"
+	wantHWID     = "want a whole number from 0 to 2147483647, e.g. 0"
+	wantCallback = `give the app's callback server a port of its own, e.g. "192.0.2.10:50053"`
 )
 
 // Each case is one file under testdata/benches; want is the whole error.
@@ -144,6 +154,45 @@ var loadErrorTests = []struct {
 	{"contacts_period_long_contact", `:10: downlink.link.contacts.period: is 0s, less than contacts.duration 2h0m0s; want at least the duration, e.g. "2h0m0s"`},
 	{"contacts_period_alone", `:9: downlink.link.contacts.period: is 1h30m0s, but contacts.duration is 0s (always in contact); set contacts.duration too, or remove period`},
 
+	// payload_interface: its shape.
+	{"pi_not_mapping", `:6: payload_interface: got the string "127.0.0.1:0", want a mapping with keys ` + piKeys},
+	{"pi_unknown_key", `:8: payload_interface.tsl: unknown key "tsl"; want one of ` + piKeys},
+	{"health_check_unknown_key", `:8: payload_interface.health_check.every: unknown key "every"; want one of interval, failures`},
+	{"orbit_unknown_key", `:8: payload_interface.orbit.altitude: unknown key "altitude"; want one of altitude_km, inclination_deg`},
+	{"orbit_not_mapping", `:7: payload_interface.orbit: got the number 550, want a mapping with keys altitude_km, inclination_deg`},
+
+	// payload_interface.listen and tls.
+	{"listen_bad", `:7: payload_interface.listen: "localhost" is not host:port (missing port in address); want e.g. ":50051"`},
+	{"listen_bad_port", `:7: payload_interface.listen: ":99999" has port "99999"; want a number from 0 to 65535, e.g. ":50051"`},
+	{"listen_empty", `:7: payload_interface.listen: "" is not host:port (missing port in address); want e.g. ":50051"`},
+	{"listen_list", `:7: payload_interface.listen: got a list, want host:port the Payload Controller serves on, e.g. ":50051" or "127.0.0.1:0"`},
+	{"tls_not_bool", `:7: payload_interface.tls: got the string "yes", want true or false`},
+
+	// payload_interface: health checks, calls and deadlines.
+	{"health_interval_zero", `:8: payload_interface.health_check.interval: is 0s; want more than zero, e.g. "5s"`},
+	{"health_interval_bare", `:8: payload_interface.health_check.interval: "5" is not a duration; ` + wantDuration},
+	{"failures_zero", `:8: payload_interface.health_check.failures: is 0; want at least 1, e.g. 5`},
+	{"failures_fraction", `:8: payload_interface.health_check.failures: got the number 2.5, want a whole number of failed checks in a row, at least 1, e.g. 5`},
+	{"call_timeout_negative", `:7: payload_interface.call_timeout: is -1s; want more than zero, e.g. "3s"`},
+	{"deadline_unit_bad", `:7: payload_interface.deadline_unit: "h" is not a deadline unit; want s or ms`},
+	{"deadline_unit_list", `:7: payload_interface.deadline_unit: got a list, want s or ms`},
+
+	// payload_interface.orbit: finite numbers in range.
+	{"altitude_low", `:8: payload_interface.orbit.altitude_km: is 99.5; want from 100 to 100000, e.g. 550`},
+	{"altitude_high", `:8: payload_interface.orbit.altitude_km: is 100001; want from 100 to 100000, e.g. 550`},
+	{"altitude_string", `:8: payload_interface.orbit.altitude_km: got the string "high", ` + wantAltitude},
+	{"altitude_quoted", `:8: payload_interface.orbit.altitude_km: got the string "550", ` + wantAltitude},
+	{"altitude_inf", `:8: payload_interface.orbit.altitude_km: got .inf, which is not a finite number; ` + wantAltitude},
+	{"inclination_nan", `:8: payload_interface.orbit.inclination_deg: got .nan, which is not a finite number; ` + wantIncl},
+	{"inclination_negative", `:8: payload_interface.orbit.inclination_deg: is -1; want from 0 to 180, e.g. 97.6`},
+	{"inclination_over", `:8: payload_interface.orbit.inclination_deg: is 180.5; want from 0 to 180, e.g. 97.6`},
+
+	// payload_interface.listen against the boards' addresses: the bench's
+	// listen is at fault when it is written.
+	{"listen_on_ssh", `:7: payload_interface.listen: "127.0.0.1:2222" takes the port of the SSH address "127.0.0.1:2222" of board "beta" (testdata/boards/beta.yaml:2); ` + wantListen},
+	{"listen_any_on_oort", `:7: payload_interface.listen: ":2402" takes the port of the OORT address "127.0.0.1:2402" of board "kappa" (testdata/boards/kappa.yaml:11); ` + wantListen},
+	{"listen_any_on_callback", `:7: payload_interface.listen: "0.0.0.0:2403" takes the port of the app callback address "127.0.0.1:2403" of board "kappa" (testdata/boards/kappa.yaml:15); ` + wantListen},
+
 	// The file as a whole.
 	{"empty", `:1: file is empty; want a bench: a mapping with keys ` + benchKeys},
 	{"comments_only", `:1: file is empty; want a bench: a mapping with keys ` + benchKeys},
@@ -174,6 +223,19 @@ func TestLoadBoardErrors(t *testing.T) {
 		{"oort_twice", `testdata/boards/delta-twin.yaml:11: oort.address: board "delta-twin" has OORT address "127.0.0.1:2005", already the OORT address of board "delta" (testdata/boards/delta.yaml:11) on bench testdata/benches/oort_twice.yaml; ` + wantAddrs},
 		{"oort_on_ssh", `testdata/boards/epsilon.yaml:11: oort.address: board "epsilon" has OORT address "127.0.0.1:2222", already the SSH address of board "beta" (testdata/boards/beta.yaml:2) on bench testdata/benches/oort_on_ssh.yaml; ` + wantAddrs},
 		{"ssh_on_oort", `testdata/boards/zeta.yaml:2: address: board "zeta" has SSH address "127.0.0.1:2005", already the OORT address of board "delta" (testdata/boards/delta.yaml:11) on bench testdata/benches/ssh_on_oort.yaml; ` + wantAddrs},
+
+		// Payload apps across boards.
+		{"board_app_invalid", `testdata/boards/app_key_symbol.yaml:11: payload_interface.key: has "-" at character 11; ` + wantAppKey},
+		{"app_key_twice", `testdata/boards/kappa-key.yaml:11: payload_interface.key: board "kappa-key" has the key of board "kappa" (testdata/boards/kappa.yaml:13) on bench testdata/benches/app_key_twice.yaml; give each payload app its own key`},
+		{"app_callback_twice", `testdata/boards/kappa-callback.yaml:12: payload_interface.callback: board "kappa-callback" has app callback address "127.0.0.1:2403", already the app callback address of board "kappa" (testdata/boards/kappa.yaml:15) on bench testdata/benches/app_callback_twice.yaml; ` + wantAddrs},
+		{"callback_on_ssh", `testdata/boards/mu.yaml:12: payload_interface.callback: board "mu" has app callback address "127.0.0.1:2222", already the SSH address of board "beta" (testdata/boards/beta.yaml:2) on bench testdata/benches/callback_on_ssh.yaml; ` + wantAddrs},
+		{"ssh_on_callback", `testdata/boards/kappa-ssh.yaml:2: address: board "kappa-ssh" has SSH address "127.0.0.1:2403", already the app callback address of board "kappa" (testdata/boards/kappa.yaml:15) on bench testdata/benches/ssh_on_callback.yaml; ` + wantAddrs},
+		// alpha runs no app, so hw_id 0 is free.
+		{"app_hw_id_twice", `testdata/boards/kappa-hw.yaml:13: payload_interface.hw_id: board "kappa-hw" has hw_id 1, already the hw_id of board "kappa" (testdata/boards/kappa.yaml:16) on bench testdata/benches/app_hw_id_twice.yaml; give each board that runs an app its own hw_id, e.g. 0`},
+		// An hw_id left to its default is placed at the section.
+		{"app_hw_id_default_twice", `testdata/boards/lambda-twin.yaml:10: payload_interface.hw_id: board "lambda-twin" has hw_id 0 (the default), already the hw_id of board "lambda" (testdata/boards/lambda.yaml:11) on bench testdata/benches/app_hw_id_default_twice.yaml; give each board that runs an app its own hw_id, e.g. 1`},
+		// When the bench leaves listen to its default, the board is at fault.
+		{"listen_default_on_callback", `testdata/boards/nu.yaml:12: payload_interface.callback: board "nu" has app callback address "localhost:50051", which takes the port of the Payload Controller's default listen address ":50051" on bench testdata/benches/listen_default_on_callback.yaml; give the board another port, or set payload_interface.listen on the bench`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.bench, func(t *testing.T) {
@@ -222,6 +284,35 @@ func TestBoardErrors(t *testing.T) {
 		{"oort_no_host", `:11: oort.address: ":2005" has no host; want e.g. "192.0.2.10:2005"`},
 		{"oort_port0_relay", `:11: oort.address: port 0 (a free port the bench picks) needs power kind process, the only kind whose payload the bench starts itself; power.kind is "relay": give the agent's real port, e.g. "192.0.2.10:2005"`},
 		{"oort_same_as_ssh", `:11: oort.address: "payload.LAB:22" is also the board's SSH address (line 2); give the OORT agent a port of its own, e.g. "192.0.2.10:2005"`},
+
+		// payload_interface: its shape.
+		{"app_not_mapping", `:10: payload_interface: got the string "AbCdEfGhIjKlMnOpQrSt", want a mapping with keys ` + appKeys},
+		{"app_unknown_key", `:12: payload_interface.appid: unknown key "appid"; want one of ` + appKeys},
+		{"app_missing_key", `:10: payload_interface.key: missing; ` + wantKeyField},
+
+		// payload_interface.key: never quoted, since it authenticates the app.
+		{"app_empty_key", `:11: payload_interface.key: is empty; ` + wantKeyField},
+		{"app_key_list", `:11: payload_interface.key: got a list, ` + wantKeyField},
+		{"app_key_short", `:11: payload_interface.key: has 19 characters; ` + wantAppKey},
+		{"app_key_long", `:11: payload_interface.key: has 21 characters; ` + wantAppKey},
+		{"app_key_symbol", `:11: payload_interface.key: has "-" at character 11; ` + wantAppKey},
+		{"app_key_non_ascii", `:11: payload_interface.key: has "é" at character 11; ` + wantAppKey},
+
+		// payload_interface.app_id and hw_id.
+		{"app_id_1000", `:12: payload_interface.app_id: is 1000; want from 0 to 999, e.g. 1`},
+		{"app_id_negative", `:12: payload_interface.app_id: is -1; want from 0 to 999, e.g. 1`},
+		{"app_id_string", `:12: payload_interface.app_id: got the string "one", ` + wantAppID},
+		{"hw_id_negative", `:12: payload_interface.hw_id: is -1; want from 0 to 2147483647, e.g. 0`},
+		{"hw_id_too_large", `:12: payload_interface.hw_id: is 2147483648; want from 0 to 2147483647, e.g. 0`},
+		{"hw_id_fraction", `:12: payload_interface.hw_id: got the number 1.5, ` + wantHWID},
+
+		// payload_interface.callback.
+		{"callback_bad", `:12: payload_interface.callback: "payload.local" is not host:port (missing port in address); want e.g. "192.0.2.10:50053"`},
+		{"callback_no_host", `:12: payload_interface.callback: ":50053" has no host; want e.g. "192.0.2.10:50053"`},
+		{"callback_bad_port", `:12: payload_interface.callback: "192.0.2.10:70000" has port "70000"; want a number from 0 to 65535, e.g. "192.0.2.10:50053"`},
+		{"callback_port0_relay", `:12: payload_interface.callback: port 0 (a free port the bench picks) needs power kind process, the only kind whose payload the bench starts itself; power.kind is "relay": give the app's real port, e.g. "192.0.2.10:50053"`},
+		{"callback_same_as_ssh", `:12: payload_interface.callback: "192.0.2.10:22" is also the board's SSH address (line 2); ` + wantCallback},
+		{"callback_same_as_oort", `:14: payload_interface.callback: "192.0.2.10:2005" is also the board's OORT address (line 11); ` + wantCallback},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -311,7 +402,8 @@ func TestLoadDefaults(t *testing.T) {
 			ConfigureTimeout: Duration(15 * time.Second),
 			ShutdownGrace:    Duration(5 * time.Second),
 		},
-		Downlink: defaultDownlink,
+		Downlink:         defaultDownlink,
+		PayloadInterface: defaultPayloadInterface,
 		Boards: []*Board{
 			board("alpha", "127.0.0.1:0", 30*time.Second),
 			board("beta", "127.0.0.1:2222", 10*time.Second),
@@ -325,6 +417,16 @@ var defaultDownlink = Downlink{
 	TTL:     TTL{Urgent: Duration(9000 * time.Second), Bulk: Duration(43200 * time.Second), Surplus: Duration(172800 * time.Second)},
 	Uploads: 4,
 	Retry:   Backoff{Min: Duration(100 * time.Millisecond), Max: Duration(5 * time.Second)},
+}
+
+// defaultPayloadInterface is the payload_interface of a bench that leaves
+// it out: the contract's port and the bench's defaults.
+var defaultPayloadInterface = PayloadInterface{
+	Listen:       ":50051",
+	HealthCheck:  HealthCheck{Interval: Duration(5 * time.Second), Failures: 5},
+	CallTimeout:  Duration(3 * time.Second),
+	DeadlineUnit: "s",
+	Orbit:        Orbit{AltitudeKm: 550, InclinationDeg: 97.6},
 }
 
 // Every field set in the file overrides its default, zero durations
@@ -377,6 +479,14 @@ func TestLoadFull(t *testing.T) {
 				},
 			},
 		},
+		PayloadInterface: PayloadInterface{
+			Listen:       "192.0.2.1:50052",
+			TLS:          true,
+			HealthCheck:  HealthCheck{Interval: Duration(2 * time.Second), Failures: 3},
+			CallTimeout:  Duration(500 * time.Millisecond),
+			DeadlineUnit: "ms",
+			Orbit:        Orbit{AltitudeKm: 400, InclinationDeg: 51.6},
+		},
 		Boards: []*Board{{
 			File:        "testdata/moreboards/gamma.yaml",
 			Name:        "gamma",
@@ -385,6 +495,12 @@ func TestLoadFull(t *testing.T) {
 			Power:       Power{Kind: "process", HostKey: "testdata/boards/keys/host"},
 			BootTimeout: Duration(90 * time.Second),
 			OORT:        OORT{Address: "192.0.2.10:2005"},
+			PayloadInterface: BoardPayloadInterface{
+				Key:      "GammaKey0123456789yz",
+				AppID:    7,
+				Callback: "192.0.2.10:50099",
+				HWID:     3,
+			},
 		}},
 	}
 	checkBench(t, got, want)
@@ -450,6 +566,122 @@ func TestLoadPortZeroTwice(t *testing.T) {
 	}
 }
 
+// Boards that run payload apps get their sections' values and defaults;
+// boards without the section, or with it empty, run none. Port 0 callbacks
+// never clash, and hw_ids name the boards that run apps.
+func TestLoadApps(t *testing.T) {
+	b, err := Load("testdata/benches/apps.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]BoardPayloadInterface{
+		"alpha":   {},
+		"kappa":   {Key: "KappaKeyAbcdefgh0001", AppID: 2, Callback: "127.0.0.1:2403", HWID: 1},
+		"lambda":  {Key: "LambdaKeyAbcdefg0001", AppID: 1},
+		"xi":      {Key: "XiKeyAbcdefghijk0001", AppID: 1, Callback: "127.0.0.1:0", HWID: 7},
+		"eta":     {},
+		"omicron": {}, // payload_interface: with no value
+	}
+	if len(b.Boards) != len(want) {
+		t.Fatalf("loaded %d boards, want %d", len(b.Boards), len(want))
+	}
+	for _, board := range b.Boards {
+		w := want[board.Name]
+		if board.PayloadInterface != w {
+			t.Errorf("board %s: payload_interface = %+v, want %+v", board.Name, board.PayloadInterface, w)
+		}
+		if got := board.RunsApp(); got != (w.Key != "") {
+			t.Errorf("board %s: RunsApp() = %v, want %v", board.Name, got, !got)
+		}
+	}
+	for hwID, name := range map[int]string{0: "lambda", 1: "kappa", 7: "xi", 2: "", -1: ""} {
+		got := b.PowerBoard(hwID)
+		switch {
+		case name == "" && got != nil:
+			t.Errorf("PowerBoard(%d) = board %s, want nil", hwID, got.Name)
+		case name != "" && (got == nil || got.Name != name):
+			t.Errorf("PowerBoard(%d) = %v, want board %s", hwID, got, name)
+		}
+	}
+}
+
+func TestCookie(t *testing.T) {
+	for _, tt := range []struct {
+		app  BoardPayloadInterface
+		want string
+	}{
+		{BoardPayloadInterface{Key: "AbCdEfGhIjKlMnOpQrSt", AppID: 1}, "AbCdEfGhIjKlMnOpQrSt001"},
+		{BoardPayloadInterface{Key: "AbCdEfGhIjKlMnOpQrSt", AppID: 0}, "AbCdEfGhIjKlMnOpQrSt000"},
+		{BoardPayloadInterface{Key: "KappaKeyAbcdefgh0001", AppID: 42}, "KappaKeyAbcdefgh0001042"},
+		{BoardPayloadInterface{Key: "KappaKeyAbcdefgh0001", AppID: 999}, "KappaKeyAbcdefgh0001999"},
+	} {
+		if got := tt.app.Cookie(); got != tt.want {
+			t.Errorf("%+v.Cookie() = %q, want %q", tt.app, got, tt.want)
+		}
+	}
+}
+
+// payload_interface keys left out, or written with no value, keep their
+// defaults; an explicit inclination of 0 (an equatorial orbit) is kept.
+func TestLoadPayloadInterface(t *testing.T) {
+	with := func(f func(*PayloadInterface)) PayloadInterface {
+		pi := defaultPayloadInterface
+		f(&pi)
+		return pi
+	}
+	tests := []struct {
+		file string
+		want PayloadInterface
+	}{
+		{"good", defaultPayloadInterface},
+		{"pi_partial", with(func(pi *PayloadInterface) { pi.Listen = "127.0.0.1:50051" })},
+		{"pi_equatorial", with(func(pi *PayloadInterface) { pi.Orbit.InclinationDeg = 0 })},
+		// Another host's port 2222 is not the loopback's, where beta is.
+		{"listen_other_host", with(func(pi *PayloadInterface) { pi.Listen = "192.0.2.1:2222" })},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			b, err := Load("testdata/benches/" + tt.file + ".yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.PayloadInterface != tt.want {
+				t.Errorf("payload_interface:\n got  %+v\n want %+v", b.PayloadInterface, tt.want)
+			}
+		})
+	}
+}
+
+// A server on every interface takes its port on this host too; port 0
+// never clashes.
+func TestClashes(t *testing.T) {
+	for _, tt := range []struct {
+		listen, addr string
+		want         bool
+	}{
+		{":50051", "127.0.0.1:50051", true},
+		{":50051", "localhost:50051", true},
+		{":50051", "LocalHost:50051", true},
+		{":50051", "[::1]:50051", true},
+		{"0.0.0.0:50051", "127.0.0.1:50051", true},
+		{"[::]:50051", "127.0.0.1:50051", true},
+		{"127.0.0.1:50051", "0.0.0.0:50051", true},
+		{"127.0.0.1:50051", "127.0.0.1:50051", true},
+		{"payload.lab:22", "Payload.LAB:22", true},
+		{":50051", "192.0.2.10:50051", false},
+		{"127.0.0.1:50051", "127.0.0.2:50051", false},
+		{"127.0.0.1:50051", "192.0.2.10:50051", false},
+		{":50051", "127.0.0.1:50052", false},
+		{":0", "127.0.0.1:0", false},
+		{"127.0.0.1:0", "127.0.0.1:0", false},
+		{":50051", "", false},
+	} {
+		if got := clashes(tt.listen, tt.addr); got != tt.want {
+			t.Errorf("clashes(%q, %q) = %v, want %v", tt.listen, tt.addr, got, tt.want)
+		}
+	}
+}
+
 func checkBench(t *testing.T, got, want *Bench) {
 	t.Helper()
 	if !reflect.DeepEqual(got, want) {
@@ -466,8 +698,9 @@ func dump(b *Bench) string {
 	return s
 }
 
-// The bench the product ships with loads, and its pinned host key is the
-// public half of the host key the reference payload serves.
+// The bench the product ships with loads, with sim-minio's Payload
+// Controller the same, and its pinned host key is the public half of the
+// host key the reference payload serves.
 func TestLoadSim(t *testing.T) {
 	b, err := Load("../../benches/sim.yaml")
 	if err != nil {
@@ -485,6 +718,20 @@ func TestLoadSim(t *testing.T) {
 	if p.File != "../../boards/refpayload.yaml" || p.Address != "127.0.0.1:0" || p.SSH.User != "signaling" ||
 		p.Power.Kind != "process" || p.BootTimeout.D() != 10*time.Second {
 		t.Errorf("refpayload board = %+v", p)
+	}
+	if pi := b.PayloadInterface; pi.Listen != "127.0.0.1:0" || pi.TLS || pi.DeadlineUnit != "s" {
+		t.Errorf("sim bench payload_interface = %+v", pi)
+	}
+	if app := p.PayloadInterface; !p.RunsApp() || app.AppID != 1 || app.Callback != "127.0.0.1:0" ||
+		app.Cookie() != "Whn7hp0LLc9a9SVMMVms001" || b.PowerBoard(0) != p {
+		t.Errorf("refpayload payload_interface = %+v", app)
+	}
+	minio, err := Load("../../benches/sim-minio.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if minio.PayloadInterface != b.PayloadInterface {
+		t.Errorf("sim-minio payload_interface = %+v, want sim's %+v", minio.PayloadInterface, b.PayloadInterface)
 	}
 	pinned, _, _, _, err := ssh.ParseAuthorizedKey([]byte(p.SSH.HostKey))
 	if err != nil {

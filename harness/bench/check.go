@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -75,12 +76,48 @@ func checkHostPort(addr, example string, allowZero bool) error {
 	if host == "" {
 		return fmt.Errorf("%q has no host; want e.g. %q", addr, example)
 	}
+	return checkPort(addr, port, example, allowZero)
+}
+
+// checkListen checks addr, an address to serve on: host:port as
+// checkHostPort checks it, or :port for every interface. Port 0 (a free
+// port) is accepted.
+func checkListen(addr, example string) error {
+	if host, port, err := net.SplitHostPort(addr); err == nil && host == "" {
+		return checkPort(addr, port, example, true)
+	}
+	return checkHostPort(addr, example, true)
+}
+
+// checkPort checks port, the port of addr, for checkHostPort.
+func checkPort(addr, port, example string, allowZero bool) error {
 	low := 1
 	if allowZero {
 		low = 0
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < low || n > 65535 {
 		return fmt.Errorf("%q has port %q; want a number from %d to 65535, e.g. %q", addr, port, low, example)
+	}
+	return nil
+}
+
+// appKeyLength is the length of a payload app's key; with the app id's
+// three digits it makes the app's cookie.
+const appKeyLength = 20
+
+// checkAppKey checks a payload app's key. The key authenticates the app,
+// so the message says what is wrong without quoting it.
+func checkAppKey(key string) error {
+	const want = `want exactly 20 ASCII letters or digits, e.g. "AbCdEfGhIjKlMnOpQrSt"`
+	if n := utf8.RuneCountInString(key); n != appKeyLength {
+		return fmt.Errorf("has %d characters; %s", n, want)
+	}
+	i := 0
+	for _, c := range key {
+		i++
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			return fmt.Errorf("has %q at character %d; %s", string(c), i, want)
+		}
 	}
 	return nil
 }
@@ -175,6 +212,15 @@ func positive(d, example Duration) error {
 func notNegative(d Duration) error {
 	if d < 0 {
 		return fmt.Errorf("is %s; want zero or more, e.g. \"0s\"", d)
+	}
+	return nil
+}
+
+// inRange checks that v is from lo to hi, both included; example is a
+// right value.
+func inRange[T int | float64](v, lo, hi, example T) error {
+	if v < lo || v > hi {
+		return fmt.Errorf("is %v; want from %v to %v, e.g. %v", v, lo, hi, example)
 	}
 	return nil
 }

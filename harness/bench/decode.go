@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -27,10 +28,10 @@ type field struct {
 	required bool
 	want     string // a right value, for messages: "v1 or v2"
 	item     string // for a list, a right item
-	// into is where the value goes: *string, *bool, *int, *[]string, a
-	// yaml.Unmarshaler for a scalar type of this package (*Duration,
-	// *BitRate, *ByteSize, *fraction), []field for a nested mapping, or
-	// mappings (see listOf) for a list of mappings.
+	// into is where the value goes: *string, *bool, *int, *float64,
+	// *[]string, a yaml.Unmarshaler for a scalar type of this package
+	// (*Duration, *BitRate, *ByteSize, *fraction), []field for a nested
+	// mapping, or mappings (see listOf) for a list of mappings.
 	into any
 }
 
@@ -170,6 +171,18 @@ func (d *decoder) value(path string, line int, n *yaml.Node, f field) error {
 			return d.errorf(n.Line, path, "got %s, want %s", describe(n), f.want)
 		}
 		*into = i
+	case *float64:
+		// Decode reads YAML's integer and float forms, .inf and .nan
+		// among them, which no setting can use.
+		var v float64
+		tag := n.ShortTag()
+		if n.Kind != yaml.ScalarNode || tag != "!!int" && tag != "!!float" || n.Decode(&v) != nil {
+			return d.errorf(n.Line, path, "got %s, want %s", describe(n), f.want)
+		}
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return d.errorf(n.Line, path, "got %s, which is not a finite number; want %s", n.Value, f.want)
+		}
+		*into = v
 	case yaml.Unmarshaler:
 		if err := into.UnmarshalYAML(n); err != nil {
 			return &Error{File: d.file, Line: n.Line, Field: path, Err: err}

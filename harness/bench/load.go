@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net"
 	"os"
 	"path"
@@ -29,6 +30,19 @@ const (
 	defaultUploads    = 4
 	defaultRetryMin   = Duration(100 * time.Millisecond)
 	defaultRetryMax   = Duration(5 * time.Second)
+	// The Payload Interface: the contract's port, then the bench's own
+	// choices.
+	defaultListen         = ":50051"
+	defaultHealthInterval = Duration(5 * time.Second)
+	defaultHealthFailures = 5
+	defaultCallTimeout    = Duration(3 * time.Second)
+	defaultDeadlineUnit   = "s"
+	defaultAltitudeKm     = 550.0
+	defaultInclinationDeg = 97.6
+	defaultAppID          = 1
+	maxAppID              = 999
+	maxHWID               = math.MaxInt32 // hw_id is an int32 on the wire
+	exampleCallback       = "192.0.2.10:50053"
 )
 
 // Load reads the bench at path and the boards it names, applies the
@@ -56,6 +70,13 @@ func Load(path string) (*Bench, error) {
 			TTL:     TTL{Urgent: defaultTTLUrgent, Bulk: defaultTTLBulk, Surplus: defaultTTLSurplus},
 			Uploads: defaultUploads,
 			Retry:   Backoff{Min: defaultRetryMin, Max: defaultRetryMax},
+		},
+		PayloadInterface: PayloadInterface{
+			Listen:       defaultListen,
+			HealthCheck:  HealthCheck{Interval: defaultHealthInterval, Failures: defaultHealthFailures},
+			CallTimeout:  defaultCallTimeout,
+			DeadlineUnit: defaultDeadlineUnit,
+			Orbit:        Orbit{AltitudeKm: defaultAltitudeKm, InclinationDeg: defaultInclinationDeg},
 		},
 	}
 	fields := benchFields(b)
@@ -111,6 +132,24 @@ func benchFields(b *Bench) []field {
 			{key: "shutdown_grace", into: &b.Timing.ShutdownGrace},
 		}},
 		{key: "downlink", into: downlinkFields(&b.Downlink)},
+		{key: "payload_interface", into: payloadInterfaceFields(&b.PayloadInterface)},
+	}
+}
+
+func payloadInterfaceFields(pi *PayloadInterface) []field {
+	return []field{
+		{key: "listen", want: `host:port the Payload Controller serves on, e.g. "` + defaultListen + `" or "127.0.0.1:0"`, into: &pi.Listen},
+		{key: "tls", want: "true or false", into: &pi.TLS},
+		{key: "health_check", into: []field{
+			{key: "interval", into: &pi.HealthCheck.Interval},
+			{key: "failures", want: fmt.Sprintf("a whole number of failed checks in a row, at least 1, e.g. %d", defaultHealthFailures), into: &pi.HealthCheck.Failures},
+		}},
+		{key: "call_timeout", into: &pi.CallTimeout},
+		{key: "deadline_unit", want: "s or ms", into: &pi.DeadlineUnit},
+		{key: "orbit", into: []field{
+			{key: "altitude_km", want: fmt.Sprintf("the orbit's altitude in km, a number from 100 to 100000, e.g. %v", defaultAltitudeKm), into: &pi.Orbit.AltitudeKm},
+			{key: "inclination_deg", want: fmt.Sprintf("the orbit's inclination in degrees, a number from 0 to 180, e.g. %v", defaultInclinationDeg), into: &pi.Orbit.InclinationDeg},
+		}},
 	}
 }
 
@@ -178,6 +217,22 @@ func (d *decoder) checkBench(b *Bench) error {
 		d.checkRetryMax(b.Downlink.Retry),
 		d.at("downlink.link.latency", notNegative(b.Downlink.Link.Latency)),
 		d.checkContacts(b.Downlink.Link.Contacts),
+		d.checkPayloadInterface(b.PayloadInterface),
+	)
+}
+
+// checkPayloadInterface checks the Payload Controller's settings. Whether
+// a board's address takes listen's port is checked as the boards load.
+func (d *decoder) checkPayloadInterface(pi PayloadInterface) error {
+	const p = "payload_interface"
+	return first(
+		d.at(p+".listen", checkListen(pi.Listen, defaultListen)),
+		d.at(p+".health_check.interval", positive(pi.HealthCheck.Interval, defaultHealthInterval)),
+		d.at(p+".health_check.failures", atLeastOne(pi.HealthCheck.Failures, defaultHealthFailures)),
+		d.at(p+".call_timeout", positive(pi.CallTimeout, defaultCallTimeout)),
+		d.at(p+".deadline_unit", oneOf(pi.DeadlineUnit, "deadline unit", "s", "ms")),
+		d.at(p+".orbit.altitude_km", inRange(pi.Orbit.AltitudeKm, 100, 100000, defaultAltitudeKm)),
+		d.at(p+".orbit.inclination_deg", inRange(pi.Orbit.InclinationDeg, 0, 180, defaultInclinationDeg)),
 	)
 }
 
@@ -313,10 +368,13 @@ func (d *decoder) written(field string) bool {
 }
 
 // loadBoards loads the boards b names, from b.BoardsDir, and checks that
-// no two of their SSH servers and OORT agents listen on the same address.
+// no two of their SSH servers, OORT agents and app callback servers listen
+// on the same address, nor on the Payload Controller's, and that no two
+// apps share a key or an hw_id.
 func (d *decoder) loadBoards(b *Bench) error {
 	dir := d.resolve(b.BoardsDir)
 	used := make(addresses)
+	apps := apps{keys: make(map[string]boardUse), hwIDs: make(map[int]boardUse)}
 	for i, name := range b.BoardNames {
 		field := fmt.Sprintf("boards[%d]", i)
 		file := filepath.Join(dir, name+".yaml")
@@ -327,10 +385,15 @@ func (d *decoder) loadBoards(b *Bench) error {
 		if err != nil {
 			return err
 		}
-		if err := first(
-			used.claim(bd, board, "address", board.Address, b.File),
-			used.claim(bd, board, "oort.address", board.OORT.Address, b.File),
-		); err != nil {
+		for _, a := range boardAddresses(board) {
+			if err := first(
+				used.claim(bd, board, a.field, a.addr, b.File),
+				d.checkListenClash(b, bd, board, a.field, a.addr),
+			); err != nil {
+				return err
+			}
+		}
+		if err := apps.claim(bd, board, b.File); err != nil {
 			return err
 		}
 		b.Boards = append(b.Boards, board)
@@ -338,18 +401,37 @@ func (d *decoder) loadBoards(b *Bench) error {
 	return nil
 }
 
+// A boardAddress is a board field that holds an address, and the address.
+type boardAddress struct{ field, addr string }
+
+// boardAddresses returns the addresses board's servers listen on, empty
+// ones included, in the order they are checked.
+func boardAddresses(board *Board) []boardAddress {
+	return []boardAddress{
+		{"address", board.Address},
+		{"oort.address", board.OORT.Address},
+		{"payload_interface.callback", board.PayloadInterface.Callback},
+	}
+}
+
 // addresses maps each address in use, as addressKey writes it, to the
 // board field that uses it.
-type addresses map[string]addressUse
+type addresses map[string]boardUse
 
-type addressUse struct {
+// A boardUse is the board field that first has a value that must be
+// unique among a bench's boards, and the line where it was written.
+type boardUse struct {
 	board *Board
-	field string // "address" or "oort.address"
+	field string // e.g. "address", "oort.address"
 	line  int
 }
 
 // addressNames names the board fields that hold an address, for messages.
-var addressNames = map[string]string{"address": "SSH address", "oort.address": "OORT address"}
+var addressNames = map[string]string{
+	"address":                    "SSH address",
+	"oort.address":               "OORT address",
+	"payload_interface.callback": "app callback address",
+}
 
 // claim records that field of board, loaded by bd onto bench, uses addr,
 // or reports the field that already does.
@@ -360,14 +442,14 @@ func (used addresses) claim(bd *decoder, board *Board, field, addr, bench string
 	}
 	o, dup := used[key]
 	if !dup {
-		used[key] = addressUse{board, field, bd.lines[field]}
+		used[key] = boardUse{board, field, bd.lines[field]}
 		return nil
 	}
 	if field == "address" && o.field == "address" {
 		return bd.at(field, fmt.Errorf("board %q has address %q, already used by board %q (%s:%d) on bench %s; give each board its own address",
 			board.Name, addr, o.board.Name, o.board.File, o.line, bench))
 	}
-	return bd.at(field, fmt.Errorf("board %q has %s %q, already the %s of board %q (%s:%d) on bench %s; give each SSH server and OORT agent its own address",
+	return bd.at(field, fmt.Errorf("board %q has %s %q, already the %s of board %q (%s:%d) on bench %s; give each SSH server, OORT agent and app callback server its own address",
 		board.Name, addressNames[field], addr, addressNames[o.field], o.board.Name, o.board.File, o.line, bench))
 }
 
@@ -381,6 +463,110 @@ func addressKey(addr string) (string, bool) {
 	return net.JoinHostPort(strings.ToLower(host), port), true
 }
 
+// checkListenClash checks that addr, the value of field of board (loaded
+// by bd), does not take the port the Payload Controller listens on. The
+// bench's listen is at fault when the file sets it; when it is the
+// default, the board is.
+func (d *decoder) checkListenClash(b *Bench, bd *decoder, board *Board, field, addr string) error {
+	listen := b.PayloadInterface.Listen
+	if !clashes(listen, addr) {
+		return nil
+	}
+	if d.written("payload_interface.listen") {
+		return d.at("payload_interface.listen", fmt.Errorf("%q takes the port of the %s %q of board %q (%s:%d); want an address no board uses, or port 0 for a free port",
+			listen, addressNames[field], addr, board.Name, board.File, bd.lines[field]))
+	}
+	return bd.at(field, fmt.Errorf("board %q has %s %q, which takes the port of the Payload Controller's default listen address %q on bench %s; give the board another port, or set payload_interface.listen on the bench",
+		board.Name, addressNames[field], addr, listen, b.File))
+}
+
+// clashes reports whether servers on listen and on addr would take the
+// same port: their addresses are equal, or one is on every interface
+// (":50051", "0.0.0.0:50051") and the other on this host ("127.0.0.1",
+// "localhost"). Port 0, a free port, never clashes.
+func clashes(listen, addr string) bool {
+	lk, ok := addressKey(listen)
+	ak, ok2 := addressKey(addr)
+	if !ok || !ok2 {
+		return false
+	}
+	lh, lp, _ := net.SplitHostPort(lk)
+	ah, ap, _ := net.SplitHostPort(ak)
+	return lp == ap && (lh == ah || anyHost(lh) && thisHost(ah) || anyHost(ah) && thisHost(lh))
+}
+
+// anyHost reports whether host, in a listen address, means every
+// interface.
+func anyHost(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "" || ip != nil && ip.IsUnspecified()
+}
+
+// thisHost reports whether host, in an address, is the bench's own host
+// for certain: a loopback or unspecified address, which a server on every
+// interface takes too.
+func thisHost(host string) bool {
+	ip := net.ParseIP(host)
+	return anyHost(host) || host == "localhost" || ip != nil && ip.IsLoopback()
+}
+
+// apps maps the key and the hw_id of each payload app on a bench to the
+// board that runs it.
+type apps struct {
+	keys  map[string]boardUse
+	hwIDs map[int]boardUse
+}
+
+// claim records board's app, if it runs one, or reports the board whose
+// app already has its key or hw_id. The key is never quoted: it
+// authenticates the app.
+func (a apps) claim(bd *decoder, board *Board, bench string) error {
+	if !board.RunsApp() {
+		return nil
+	}
+	const keyField, hwField = "payload_interface.key", "payload_interface.hw_id"
+	p := board.PayloadInterface
+	if o, dup := a.keys[p.Key]; dup {
+		return bd.at(keyField, fmt.Errorf("board %q has the key of board %q (%s:%d) on bench %s; give each payload app its own key",
+			board.Name, o.board.Name, o.board.File, o.line, bench))
+	}
+	a.keys[p.Key] = boardUse{board, keyField, bd.lines[keyField]}
+	if o, dup := a.hwIDs[p.HWID]; dup {
+		free := 0
+		for _, taken := a.hwIDs[free]; taken; _, taken = a.hwIDs[free] {
+			free++
+		}
+		return bd.errorf(bd.near(hwField), hwField, "board %q has hw_id %d%s, already the hw_id of board %q (%s:%d) on bench %s; give each board that runs an app its own hw_id, e.g. %d",
+			board.Name, p.HWID, bd.ifDefault(hwField), o.board.Name, o.board.File, o.line, bench, free)
+	}
+	a.hwIDs[p.HWID] = boardUse{board, hwField, bd.near(hwField)}
+	return nil
+}
+
+// near returns the line where field was written or, if it was not, where
+// the nearest mapping around it was.
+func (d *decoder) near(field string) int {
+	for {
+		if line, ok := d.lines[field]; ok {
+			return line
+		}
+		i := strings.LastIndex(field, ".")
+		if i < 0 {
+			return 0
+		}
+		field = field[:i]
+	}
+}
+
+// ifDefault returns " (the default)" if field was not written, for
+// messages about its value.
+func (d *decoder) ifDefault(field string) string {
+	if d.written(field) {
+		return ""
+	}
+	return " (the default)"
+}
+
 // loadBoard reads and checks the board file at path. It also returns the
 // file's decoder, whose lines place errors found across boards.
 func loadBoard(path string) (*Board, *decoder, error) {
@@ -388,7 +574,11 @@ func loadBoard(path string) (*Board, *decoder, error) {
 	if err != nil {
 		return nil, nil, readError(path, err)
 	}
-	b := &Board{File: path, BootTimeout: defaultBootTimeout}
+	b := &Board{
+		File:             path,
+		BootTimeout:      defaultBootTimeout,
+		PayloadInterface: BoardPayloadInterface{AppID: defaultAppID},
+	}
 	fields := boardFields(b)
 	d, root, err := parse(path, data, "a board: a mapping with keys "+keys(fields))
 	if err != nil {
@@ -396,6 +586,9 @@ func loadBoard(path string) (*Board, *decoder, error) {
 	}
 	if err := d.mapping("", root.Line, root, fields); err != nil {
 		return nil, nil, err
+	}
+	if !b.RunsApp() {
+		b.PayloadInterface = BoardPayloadInterface{} // no app, no defaults
 	}
 	if err := d.checkBoard(b); err != nil {
 		return nil, nil, err
@@ -422,6 +615,12 @@ func boardFields(b *Board) []field {
 		{key: "oort", into: []field{
 			{key: "address", required: true, want: `host:port of the payload's OORT agent, e.g. "192.0.2.10:2005"`, into: &b.OORT.Address},
 		}},
+		{key: "payload_interface", into: []field{
+			{key: "key", required: true, want: `the app's 20-character auth key, e.g. "AbCdEfGhIjKlMnOpQrSt"`, into: &b.PayloadInterface.Key},
+			{key: "app_id", want: fmt.Sprintf("a whole number from 0 to %d, e.g. %d", maxAppID, defaultAppID), into: &b.PayloadInterface.AppID},
+			{key: "callback", want: `host:port of the app's callback server, e.g. "` + exampleCallback + `"`, into: &b.PayloadInterface.Callback},
+			{key: "hw_id", want: fmt.Sprintf("a whole number from 0 to %d, e.g. 0", maxHWID), into: &b.PayloadInterface.HWID},
+		}},
 	}
 }
 
@@ -439,11 +638,13 @@ func (d *decoder) checkBoard(b *Board) error {
 		d.at("address", checkHostPort(b.Address, "192.0.2.10:22", true)),
 		d.checkPortZero(b, "address", b.Address, "payload's", "192.0.2.10:22"),
 		d.checkOORTAddress(b),
+		d.checkCallback(b),
 		d.checkKeyFile("ssh.key", b.SSH.Key, "the bus's private key file"),
 		d.at("ssh.host_key", checkHostKey(b.SSH.HostKey)),
 		d.at("power.kind", oneOf(b.Power.Kind, "power kind", "process")),
 		d.checkPowerHostKey(b.Power),
 		d.at("boot_timeout", positive(b.BootTimeout, defaultBootTimeout)),
+		d.checkApp(b.PayloadInterface),
 	)
 }
 
@@ -483,6 +684,46 @@ func (d *decoder) checkOORTAddress(b *Board) error {
 		}
 	}
 	return nil
+}
+
+// checkCallback checks the app's callback address, if the board has one,
+// like the SSH server's, and that it differs from the board's other
+// addresses.
+func (d *decoder) checkCallback(b *Board) error {
+	const field = "payload_interface.callback"
+	addr := b.PayloadInterface.Callback
+	if addr == "" {
+		return nil // the caller's IP address, port 50053
+	}
+	if err := first(
+		d.at(field, checkHostPort(addr, exampleCallback, true)),
+		d.checkPortZero(b, field, addr, "app's", exampleCallback),
+	); err != nil {
+		return err
+	}
+	key, ok := addressKey(addr)
+	if !ok {
+		return nil
+	}
+	for _, a := range boardAddresses(b) {
+		if other, _ := addressKey(a.addr); a.field != field && key == other {
+			return d.at(field, fmt.Errorf("%q is also the board's %s (line %d); give the app's callback server a port of its own, e.g. %q", addr, addressNames[a.field], d.lines[a.field], exampleCallback))
+		}
+	}
+	return nil
+}
+
+// checkApp checks the payload app's key, app id and hw_id, if the board
+// runs an app.
+func (d *decoder) checkApp(p BoardPayloadInterface) error {
+	if p.Key == "" {
+		return nil
+	}
+	return first(
+		d.at("payload_interface.key", checkAppKey(p.Key)),
+		d.at("payload_interface.app_id", inRange(p.AppID, 0, maxAppID, defaultAppID)),
+		d.at("payload_interface.hw_id", inRange(p.HWID, 0, maxHWID, 0)),
+	)
 }
 
 // checkPowerHostKey requires power.host_key for kind process: the reference
