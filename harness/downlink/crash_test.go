@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/satbench/hil/fixtures/payload"
+	"github.com/satbench/hil/fixtures/payload/mkfile"
 	"github.com/satbench/hil/harness/downlink"
 	"github.com/satbench/hil/harness/store"
 	"github.com/satbench/hil/harness/store/storetest"
@@ -86,7 +86,7 @@ func TestKilledMidTransfer(t *testing.T) {
 		data := filepath.Join(q.Incoming(), name)
 		h := sha256.New()
 		f, _ := os.Create(data)
-		io.Copy(io.MultiWriter(f, h), payload.Content(size, uint64(i)))
+		io.Copy(io.MultiWriter(f, h), mkfile.Content(size, uint64(i)))
 		f.Close()
 		want[name] = hex.EncodeToString(h.Sum(nil))
 		if _, err := q.Enqueue(ctx, downlink.Item{Source: downlink.SourceOutbox, Window: "9", Name: name, Size: size, SHA256: want[name]}, data); err != nil {

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/satbench/hil/fixtures/payload"
+	"github.com/satbench/hil/fixtures/payload/mkfile"
 	"github.com/satbench/hil/fixtures/payload/payloadtest"
 	"github.com/satbench/hil/harness/downlink"
 	"github.com/satbench/hil/harness/remote"
@@ -124,7 +124,7 @@ func (r *rig) put(t testing.TB, name string, size int64) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := io.Copy(io.MultiWriter(f, h), payload.Content(size, 3)); err != nil {
+	if _, err := io.Copy(io.MultiWriter(f, h), mkfile.Content(size, 3)); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Close(); err != nil {

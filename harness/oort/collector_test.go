@@ -23,7 +23,7 @@ import (
 	"github.com/satbench/hil/harness/oort"
 	"github.com/satbench/hil/harness/remote"
 
-	"github.com/satbench/hil/fixtures/payload"
+	"github.com/satbench/hil/fixtures/payload/mkfile"
 	"github.com/satbench/hil/fixtures/payload/oort/sdkclient"
 	"github.com/satbench/hil/fixtures/payload/payloadtest"
 )
@@ -104,7 +104,7 @@ func (b *bench) info(t *testing.T) *oort.Info {
 
 func content(t *testing.T, size int64, seed uint64) []byte {
 	t.Helper()
-	data, err := io.ReadAll(payload.Content(size, seed))
+	data, err := io.ReadAll(mkfile.Content(size, seed))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
-	"github.com/satbench/hil/fixtures/payload"
+	"github.com/satbench/hil/fixtures/payload/mkfile"
 	"github.com/satbench/hil/harness/bench"
 	"github.com/satbench/hil/harness/bus"
 	"github.com/satbench/hil/harness/downlink"
@@ -198,7 +198,7 @@ func outboxName(i int) string { return path.Join("/outbox", fmt.Sprintf("bench-%
 
 func writeFiles(ctx context.Context, c *remote.Client, files int, size int64) error {
 	for i := range files {
-		if err := c.Put(ctx, outboxName(i), payload.Content(size, uint64(i)), 0o644); err != nil {
+		if err := c.Put(ctx, outboxName(i), mkfile.Content(size, uint64(i)), 0o644); err != nil {
 			return err
 		}
 	}
@@ -216,7 +216,7 @@ func putCeiling(ctx context.Context, cfg store.Config, bucket, dir string, files
 		if err != nil {
 			return 0, err
 		}
-		_, err = io.Copy(f, payload.Content(size, uint64(i)))
+		_, err = io.Copy(f, mkfile.Content(size, uint64(i)))
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}

@@ -19,7 +19,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/satbench/hil/fixtures/payload"
+	"github.com/satbench/hil/fixtures/payload/mkfile"
 	"github.com/satbench/hil/fixtures/payload/payloadtest"
 	"github.com/satbench/hil/harness/remote"
 )
@@ -488,7 +488,7 @@ type sizedFailing struct {
 func (s *sizedFailing) Size() int64 { return s.size }
 
 func content(size int64, seed uint64) []byte {
-	b, err := io.ReadAll(payload.Content(size, seed))
+	b, err := io.ReadAll(mkfile.Content(size, seed))
 	if err != nil {
 		panic(err)
 	}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/cucumber/godog"
 
-	"github.com/satbench/hil/fixtures/payload"
+	"github.com/satbench/hil/fixtures/payload/mkfile"
 	"github.com/satbench/hil/harness/bench"
 	"github.com/satbench/hil/harness/bus"
 	"github.com/satbench/hil/harness/downlink"
@@ -105,13 +105,13 @@ func linkRate(ctx context.Context, rate string) error {
 // over SSH from the step within the window.
 func userCommandWrites(ctx context.Context, name, size, dir string) error {
 	w := get(ctx)
-	n, err := payload.ParseSize(size)
+	n, err := mkfile.ParseSize(size)
 	if err != nil {
 		return err
 	}
 	seed := uint64(len(w.sent) + 1)
 	h := sha256.New()
-	if _, err := io.Copy(h, payload.Content(n, seed)); err != nil {
+	if _, err := io.Copy(h, mkfile.Content(n, seed)); err != nil {
 		return err
 	}
 	w.window.Tasking["user_command"] = map[string]any{
@@ -146,11 +146,11 @@ func upPayload(ctx context.Context) (*remote.Client, error) {
 	return get(ctx).dial(ctx)
 }
 
-// writeContent writes size bytes of payload.Content(size, seed) to name on
+// writeContent writes size bytes of mkfile.Content(size, seed) to name on
 // the payload and returns their SHA-256.
 func writeContent(ctx context.Context, c *remote.Client, name string, size int64, seed uint64) (string, error) {
 	h := sha256.New()
-	if err := c.Put(ctx, name, io.TeeReader(payload.Content(size, seed), h), 0o644); err != nil {
+	if err := c.Put(ctx, name, io.TeeReader(mkfile.Content(size, seed), h), 0o644); err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
@@ -160,7 +160,7 @@ func writeContent(ctx context.Context, c *remote.Client, name string, size int64
 // each of payload.Content, and records them as sent from source.
 func writeFiles(ctx context.Context, names []string, size, dir, source string) ([]*sent, error) {
 	w := get(ctx)
-	n, err := payload.ParseSize(size)
+	n, err := mkfile.ParseSize(size)
 	if err != nil {
 		return nil, err
 	}
@@ -357,7 +357,7 @@ func s3DownFor(ctx context.Context, dur string) error {
 }
 
 func s3Slow(ctx context.Context, rate string) error {
-	n, err := payload.ParseSize(rate)
+	n, err := mkfile.ParseSize(rate)
 	if err != nil {
 		return err
 	}
@@ -482,8 +482,14 @@ func (w *world) checkObject(ctx context.Context, s *sent, e bus.Event, bucket, p
 	}
 	// The timestamp is the delivery time; a key taken already moves it on
 	// by a second or so.
-	if ts.Before(w.window.End().Truncate(time.Second)) || ts.After(e.Time.Add(time.Minute)) {
-		return fmt.Errorf("%s: timestamp %v is not the delivery time %v (window ended %v)", e.Object, ts, e.Time.UTC(), w.window.End().UTC())
+	// Files go down after the window, but a staged file as soon as the
+	// app stages it.
+	earliest := w.window.End()
+	if s.source == downlink.SourceStage {
+		earliest = w.window.Start
+	}
+	if ts.Before(earliest.Truncate(time.Second)) || ts.After(e.Time.Add(time.Minute)) {
+		return fmt.Errorf("%s: timestamp %v is not the delivery time %v (window %v to %v)", e.Object, ts, e.Time.UTC(), w.window.Start.UTC(), w.window.End().UTC())
 	}
 	st := w.bus.Store
 	obj, err := st.Stat(ctx, bucket, key)

@@ -15,6 +15,7 @@ import (
 	"github.com/cucumber/godog"
 
 	"github.com/satbench/hil/fixtures/payload"
+	"github.com/satbench/hil/fixtures/payload/mkfile"
 	"github.com/satbench/hil/harness/bus"
 	"github.com/satbench/hil/harness/downlink"
 	"github.com/satbench/hil/harness/power"
@@ -185,7 +186,7 @@ func landsAsMkfile(ctx context.Context, name, size, seed string) error {
 	if _, err := result(ctx); err != nil {
 		return err
 	}
-	n, err := payload.ParseSize(size)
+	n, err := mkfile.ParseSize(size)
 	if err != nil {
 		return err
 	}
@@ -194,7 +195,7 @@ func landsAsMkfile(ctx context.Context, name, size, seed string) error {
 		return fmt.Errorf("seed %q: want a number", seed)
 	}
 	h := sha256.New()
-	io.Copy(h, payload.Content(n, sd))
+	io.Copy(h, mkfile.Content(n, sd))
 	s := &sent{name: name, size: n, sha256: hex.EncodeToString(h.Sum(nil)), source: downlink.SourceOutbox}
 	w.sent = append(w.sent, s)
 	// The window has ended: the delivery is in the log, or never was.
