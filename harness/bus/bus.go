@@ -19,6 +19,7 @@ import (
 	"github.com/satbench/hil/harness/bench"
 	"github.com/satbench/hil/harness/downlink"
 	"github.com/satbench/hil/harness/oort"
+	"github.com/satbench/hil/harness/pi"
 	"github.com/satbench/hil/harness/power"
 	"github.com/satbench/hil/harness/remote"
 	"github.com/satbench/hil/harness/signal"
@@ -92,9 +93,13 @@ type Bus struct {
 	// StoreProxy sits between the bus and a StoreServer, so that steps can
 	// slow the endpoint down or cut it; nil for kind s3.
 	StoreProxy *netproxy.Proxy
+	// PI is the Payload Controller payload apps talk to; nil when no
+	// board runs an app.
+	PI *pi.Controller
 
 	mu        sync.Mutex
-	running   map[string]bool // boards with a window in progress
+	running   map[string]*run   // the window in progress on each board
+	unremoved []downlink.Item   // delivered staged files still on an off payload
 	closers   []func() error  // what Open started, in order
 	stopQueue func()          // ends the queue's Run and waits for it
 }
@@ -108,7 +113,7 @@ func New(b *bench.Bench, st store.Store, queueDir string, powers map[string]powe
 		Log:     &Log{},
 		Store:   st,
 		Boards:  map[string]*Board{},
-		running: map[string]bool{},
+		running: map[string]*run{},
 	}
 	for _, bc := range b.Boards {
 		rc, err := RemoteConfig(bc)
@@ -174,6 +179,9 @@ func (b *Bus) queueEvent(e downlink.Event) {
 		ev.Object = "s3://" + e.Object.Bucket + "/" + e.Object.Key
 	}
 	b.Log.Append(ev)
+	if e.Kind == downlink.EventDelivered && it.Source == downlink.SourceStage {
+		go b.unstage(it) // the contract: deleted from the payload once downlinked
+	}
 }
 
 // RemoteConfig reads the board's SSH key and pinned host key.
@@ -218,6 +226,15 @@ type run struct {
 	w     Window
 	board *Board
 	sw    signal.Window
+
+	mu     sync.Mutex
+	staged []string // ids of the files the app staged during the window
+}
+
+func (r *run) addStaged(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.staged = append(r.staged, id)
 }
 
 func (r *run) event(e Event) {
@@ -243,7 +260,7 @@ func (r *run) do(ctx context.Context) (objs []store.Object, err error) {
 	if _, err := r.sw.ConfigJSON(); err != nil {
 		return nil, err
 	}
-	if !r.bus.claim(w.Board) {
+	if !r.bus.claim(r) {
 		return nil, fmt.Errorf("board %s already has a window in progress", w.Board)
 	}
 	defer r.bus.release(w.Board)
@@ -287,13 +304,13 @@ func joinErrs(errs ...error) error {
 	return errors.New(strings.Join(msgs, "; "))
 }
 
-func (b *Bus) claim(board string) bool {
+func (b *Bus) claim(r *run) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.running[board] {
+	if b.running[r.w.Board] != nil {
 		return false
 	}
-	b.running[board] = true
+	b.running[r.w.Board] = r
 	return true
 }
 
@@ -336,6 +353,7 @@ func (r *run) powerUp(ctx context.Context) (*remote.Client, error) {
 		c.Close()
 		return nil, err
 	}
+	go r.bus.retryUnstage(r.w.Board)
 	return c, nil
 }
 
@@ -401,13 +419,33 @@ func (r *run) end(ctx context.Context, c *remote.Client) ([]string, error) {
 		r.event(Event{Kind: KindError, Name: "oort collection failed", Detail: cerr.Error()})
 		err = errors.Join(err, cerr)
 	}
-	// The payload halts while answering, so a dropped session is expected.
-	serr := signal.Shutdown(ctx, c)
-	r.event(Event{Kind: KindSignal, Name: "shutdown", Detail: errText(serr)})
-	r.waitHalt(ctx)
+	if r.shutdownApp(ctx) {
+		// The payload halts while answering, so a dropped session is expected.
+		serr := signal.Shutdown(ctx, c)
+		r.event(Event{Kind: KindSignal, Name: "shutdown", Detail: errText(serr)})
+		r.waitHalt(ctx)
+	}
 	r.powerOff()
 	r.state(Off, "")
 	return ids, err
+}
+
+// shutdownApp asks the board's payload app, if one registered, to shut
+// down within the shutdown grace time. It returns false if the app did
+// not answer in time: the payload is then powered off at once, as the
+// contract's Payload Controller does.
+func (r *run) shutdownApp(ctx context.Context) bool {
+	pc := r.bus.PI
+	if pc == nil || !pc.Registered(r.w.Board) {
+		return true
+	}
+	grace := r.bus.Bench.Timing.ShutdownGrace.D()
+	err := pc.Shutdown(ctx, r.w.Board, grace)
+	if err == nil {
+		return true
+	}
+	r.event(Event{Kind: KindError, Name: "app shutdown unanswered", Detail: err.Error() + "; powering the payload off"})
+	return false
 }
 
 // ttl is the TTL of outbox and staged files.
@@ -501,6 +539,9 @@ func (r *run) waitHalt(ctx context.Context) {
 }
 
 func (r *run) downlink(ctx context.Context, ids []string) ([]store.Object, error) {
+	r.mu.Lock()
+	ids = append(ids, r.staged...)
+	r.mu.Unlock()
 	r.state(Downlinking, fmt.Sprintf("%d files", len(ids)))
 	evs, err := r.bus.Queue.Wait(ctx, ids)
 	var objs []store.Object
@@ -519,6 +560,9 @@ func (r *run) downlink(ctx context.Context, ids []string) ([]store.Object, error
 func (r *run) powerOff() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if r.bus.PI != nil {
+		r.bus.PI.Forget(r.w.Board, "the payload's power is off")
+	}
 	err := r.board.Power.Off(ctx)
 	r.event(Event{Kind: KindPower, Name: "off", Detail: errText(err)})
 }

@@ -18,6 +18,7 @@ const (
 	KindSignal   Kind = "signal"   // a Signaling API action: config placed, configure, start, shutdown
 	KindUplink   Kind = "uplink"   // a file placed on the payload
 	KindDownlink Kind = "downlink" // a file swept or delivered
+	KindPI       Kind = "pi"       // a Payload Interface message, in or out, or what the controller did
 	KindError    Kind = "error"
 )
 
@@ -33,6 +34,8 @@ type Event struct {
 	Detail string // free text: a reason, a key, stderr
 	File   string // for KindDownlink: the file's name on the payload
 	Object string // for a delivery: s3://bucket/key
+	Method string // for KindPI: the RPC, e.g. "PC_register"
+	Corr   string // for KindPI: the message's correlation id, if it has one
 }
 
 func (e Event) String() string {

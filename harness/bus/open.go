@@ -56,6 +56,7 @@ func Open(ctx context.Context, b *bench.Bench, dir string) (*Bus, error) {
 	}
 	powers := map[string]power.Power{}
 	consoles := map[string]string{}
+	roots := map[string]string{} // payload roots of process boards
 	boards := make([]*bench.Board, len(b.Boards))
 	for i, bc := range b.Boards {
 		bc := *bc // the address may be resolved below; the bench stays as loaded
@@ -66,6 +67,7 @@ func Open(ctx context.Context, b *bench.Bench, dir string) (*Bus, error) {
 		}
 		powers[bc.Name] = p
 		consoles[bc.Name] = console.Name()
+		roots[bc.Name] = filepath.Join(dir, "boards", bc.Name, "root")
 		closers = append(closers, console.Close, func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -78,6 +80,16 @@ func Open(ctx context.Context, b *bench.Bench, dir string) (*Bus, error) {
 	if err != nil {
 		return fail(err)
 	}
+	pc, err := openPI(ctx, &opened, powers, roots, bus)
+	if err != nil {
+		bus.stopQueue()
+		return fail(err)
+	}
+	if pc != nil {
+		// Closed first: no health check or power cycle while boards go off.
+		closers = append(closers, pc.Close)
+	}
+	bus.PI = pc
 	for name, console := range consoles {
 		bus.Boards[name].Console = console
 	}
@@ -172,7 +184,7 @@ func openPower(bc *bench.Board, dir string) (power.Power, *os.File, error) {
 	if bc.Power.Kind != "process" {
 		return fail(fmt.Errorf("power.kind %q is not supported yet (want process)", bc.Power.Kind))
 	}
-	for _, addr := range []*string{&bc.Address, &bc.OORT.Address} {
+	for _, addr := range []*string{&bc.Address, &bc.OORT.Address, &bc.PayloadInterface.Callback} {
 		if strings.HasSuffix(*addr, ":0") {
 			free, err := FreeLoopbackPort()
 			if err != nil {
@@ -214,6 +226,9 @@ func openPower(bc *bench.Board, dir string) (power.Power, *os.File, error) {
 		"--authorized-key", pub, "--user", bc.SSH.User}
 	if bc.OORT.Address != "" {
 		args = append(args, "--oort-listen", bc.OORT.Address)
+	}
+	if bc.RunsApp() {
+		args = append(args, "--app") // it reads the files openPI writes into root
 	}
 	return &power.Process{
 		Name:    bc.Name,

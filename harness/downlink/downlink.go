@@ -216,3 +216,37 @@ func pull(ctx context.Context, src Source, spool string, size int64, it *Item) (
 
 // removeTimeout bounds the removal of a file already queued.
 const removeTimeout = 10 * time.Second
+
+// Pull pulls the one payload file at name into spool, checking its length
+// against a stat and hashing it on the way, and hands it to sink like
+// Sweep does. Unlike Sweep it leaves the original in place: a staged file
+// is removed only once it is delivered.
+func Pull(ctx context.Context, src StatSource, name, spool string, it Item, sink Sink) (Item, error) {
+	fi, err := src.Stat(ctx, name)
+	if err != nil {
+		return Item{}, fmt.Errorf("downlink: pull %s: %w", name, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return Item{}, fmt.Errorf("downlink: pull %s: not a regular file", name)
+	}
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		return Item{}, fmt.Errorf("downlink: spool: %w", err)
+	}
+	it.Name, it.Path, it.ModTime = path.Base(name), name, fi.ModTime()
+	local, err := pull(ctx, src, spool, fi.Size(), &it)
+	if err != nil {
+		return Item{}, fmt.Errorf("downlink: pull %s: %w", name, err)
+	}
+	defer os.Remove(local) // the sink renamed it away if it took it
+	q, err := sink.Enqueue(ctx, it, local)
+	if err != nil {
+		return Item{}, fmt.Errorf("downlink: pull %s: %w", name, err)
+	}
+	return q, nil
+}
+
+// StatSource is a Source that can also describe one file.
+type StatSource interface {
+	Source
+	Stat(ctx context.Context, name string) (fs.FileInfo, error)
+}

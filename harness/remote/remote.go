@@ -373,6 +373,33 @@ func (c *Client) Stat(ctx context.Context, name string) (fs.FileInfo, error) {
 	return fi, err
 }
 
+// Lstat describes the payload file name without following a final
+// symbolic link.
+func (c *Client) Lstat(ctx context.Context, name string) (fs.FileInfo, error) {
+	var fi fs.FileInfo
+	err := c.withCtx(ctx, func(sc *sftp.Client) (err error) {
+		fi, err = sc.Lstat(name)
+		if err != nil {
+			return fmt.Errorf("remote: %s: lstat %s: %w", c.cfg.Address, name, err)
+		}
+		return nil
+	})
+	return fi, err
+}
+
+// ReadLink returns the target of the payload's symbolic link name.
+func (c *Client) ReadLink(ctx context.Context, name string) (string, error) {
+	var target string
+	err := c.withCtx(ctx, func(sc *sftp.Client) (err error) {
+		target, err = sc.ReadLink(name)
+		if err != nil {
+			return fmt.Errorf("remote: %s: readlink %s: %w", c.cfg.Address, name, err)
+		}
+		return nil
+	})
+	return target, err
+}
+
 // Remove deletes the payload file name.
 func (c *Client) Remove(ctx context.Context, name string) error {
 	return c.withCtx(ctx, func(sc *sftp.Client) error {
