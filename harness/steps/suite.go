@@ -109,6 +109,7 @@ func initScenario(sc *godog.ScenarioContext, opts Options) {
 	})
 	signalingSteps(sc)
 	downlinkSteps(sc)
+	piSteps(sc)
 }
 
 type worldKey struct{}
