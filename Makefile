@@ -45,8 +45,8 @@ test: vet
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 	@# Every benchmark once, so that none rots between `make bench` runs;
 	@# the figures are not the point here, so they are shown only on failure.
-	@echo "$(GO) test -run '^$$' -bench . -benchtime 1x ./..."
-	@out=$$(mktemp); $(GO) test -run '^$$' -bench . -benchtime 1x -timeout $(TEST_TIMEOUT) ./... > $$out 2>&1 \
+	@echo "$(GO) test -short -run '^$$' -bench . -benchtime 1x ./..."
+	@out=$$(mktemp); $(GO) test -short -run '^$$' -bench . -benchtime 1x -timeout $(TEST_TIMEOUT) ./... > $$out 2>&1 \
 		|| { cat $$out; rm -f $$out; exit 1; }; rm -f $$out
 
 # Benchmarks report figures; they assert nothing.

@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/satbench/hil/harness/bench"
 	"github.com/satbench/hil/harness/perf"
@@ -26,6 +27,7 @@ var Version = ""
 const usage = `usage:
   hil run [--bench FILE] [--tags EXPR] [--format pretty|progress|junit:FILE|cucumber:FILE] [-v] [features...]
   hil bench downlink [--bench FILE] [--files N] [--size SIZE]
+  hil bench pi [--apps N] [--duration D] [--health D]
   hil version
 `
 
@@ -160,8 +162,11 @@ func isTerminal(w io.Writer) bool {
 }
 
 func benchCmd(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "downlink" {
-		fmt.Fprintf(stderr, "hil bench: want a benchmark name: downlink\n%s", usage)
+	switch {
+	case len(args) > 0 && args[0] == "pi":
+		return benchPI(args[1:], stdout, stderr)
+	case len(args) == 0 || args[0] != "downlink":
+		fmt.Fprintf(stderr, "hil bench: want a benchmark name: downlink or pi\n%s", usage)
 		return 2
 	}
 	fs := flag.NewFlagSet("hil bench downlink", flag.ContinueOnError)
@@ -201,6 +206,43 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		Logf: func(f string, a ...any) { fmt.Fprintf(stderr, "hil bench: "+f+"\n", a...) }})
 	if err != nil {
 		fmt.Fprintf(stderr, "hil bench downlink: %v\n", err)
+		return 1
+	}
+	fmt.Fprint(stdout, r)
+	return 0
+}
+
+// benchPI runs the Payload Controller scale benchmark.
+func benchPI(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("hil bench pi", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	apps := fs.Int("apps", 64, "reference payload apps served at once")
+	dur := fs.Duration("duration", 30*time.Second, "length of the measured run")
+	health := fs.Duration("health", 5*time.Second, "health-check interval")
+	if err := fs.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "hil bench pi: %v\n%s", err, usage)
+		return 2
+	}
+	switch {
+	case fs.NArg() > 0:
+		fmt.Fprintf(stderr, "hil bench pi: unexpected argument %q\n%s", fs.Arg(0), usage)
+		return 2
+	case *apps < 1 || *apps > 999:
+		fmt.Fprintf(stderr, "hil bench pi: --apps %d: want 1 to 999 (app ids are 3 digits)\n", *apps)
+		return 2
+	case *dur <= 0:
+		fmt.Fprintf(stderr, "hil bench pi: --duration %v: want more than 0, e.g. 30s\n", *dur)
+		return 2
+	case *health <= 0:
+		fmt.Fprintf(stderr, "hil bench pi: --health %v: want more than 0, e.g. 5s\n", *health)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	r, err := perf.PayloadInterface(ctx, perf.PIOptions{Apps: *apps, Duration: *dur, HealthInterval: *health,
+		Logf: func(f string, a ...any) { fmt.Fprintf(stderr, "hil bench: "+f+"\n", a...) }})
+	if err != nil {
+		fmt.Fprintf(stderr, "hil bench pi: %v\n", err)
 		return 1
 	}
 	fmt.Fprint(stdout, r)
