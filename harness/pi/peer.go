@@ -33,7 +33,7 @@ type peer struct {
 	client     pb.AntarisapiApplicationCallbackClient
 	regCtx     context.Context // ends when the app unregisters
 	regCancel  context.CancelFunc
-	streams    map[string]context.CancelFunc // "gnss", "eps"
+	streams    map[string]*streamRun // "gnss", "eps"
 	seqs       map[string]*sequence
 	waiters    map[waitKey]chan int32
 }
@@ -55,7 +55,7 @@ func newPeer(c *Controller, a App) *peer {
 		c: c, app: a,
 		out:     make(chan func(context.Context), queueLen),
 		stage:   make(chan struct{}, stagers),
-		streams: map[string]context.CancelFunc{},
+		streams: map[string]*streamRun{},
 		seqs:    map[string]*sequence{},
 		waiters: map[waitKey]chan int32{},
 	}
@@ -146,8 +146,8 @@ func (p *peer) unregisterLocked() bool {
 		p.regCancel()
 		p.regCancel = nil
 	}
-	for k, cancel := range p.streams {
-		cancel()
+	for k, s := range p.streams {
+		s.cancel()
 		delete(p.streams, k)
 	}
 	for id, s := range p.seqs {
@@ -421,11 +421,12 @@ func (p *peer) sequenceDone(id string) bool {
 // the registration ends or the stream is stopped; period 0 sends once.
 func (p *peer) stream(kind string, period time.Duration, after <-chan struct{}, send func()) {
 	p.mu.Lock()
-	if cancel := p.streams[kind]; cancel != nil {
-		cancel()
+	if old := p.streams[kind]; old != nil {
+		old.cancel()
 	}
 	ctx, cancel := context.WithCancel(p.regCtx)
-	p.streams[kind] = cancel
+	run := &streamRun{cancel: cancel}
+	p.streams[kind] = run
 	p.mu.Unlock()
 	p.c.wg.Go(func() {
 		select {
@@ -434,6 +435,13 @@ func (p *peer) stream(kind string, period time.Duration, after <-chan struct{}, 
 			return
 		}
 		if period == 0 {
+			// Sent once, it is over: a stop from now on finds nothing
+			// running.
+			p.mu.Lock()
+			if p.streams[kind] == run {
+				delete(p.streams, kind)
+			}
+			p.mu.Unlock()
 			send()
 			return
 		}
@@ -454,13 +462,16 @@ func (p *peer) stream(kind string, period time.Duration, after <-chan struct{}, 
 func (p *peer) stopStream(kind string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	cancel := p.streams[kind]
+	s := p.streams[kind]
 	delete(p.streams, kind)
-	if cancel != nil {
-		cancel()
+	if s != nil {
+		s.cancel()
 	}
-	return cancel != nil
+	return s != nil
 }
+
+// streamRun is one running stream.
+type streamRun struct{ cancel context.CancelFunc }
 
 // CodeError is an app's non-zero answer to a PC->PA call.
 type CodeError struct {

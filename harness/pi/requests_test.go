@@ -274,6 +274,12 @@ func TestStreams(t *testing.T) {
 			if len(order) != 2 || order[0] != s.startResp {
 				t.Errorf("period 0: calls %v, want the start response first", order)
 			}
+			// Sent once, the stream is over.
+			r, err = s.stop(pc, ctx, 51, 0)
+			code(t, "stop after once", r, err, 0)
+			if st := reqStatus(a.waitCall(s.stopResp, 51)); st != int32(pb.ReqStatus_Request_failed) {
+				t.Errorf("stop after a period-0 stream: req_status %d, want Request_failed", st)
+			}
 			// (Close cancels calls in flight: count before.)
 			if n := b.count(func(e pi.Event) bool { return e.Kind == pi.EventOut && e.Err != nil }); n != 0 {
 				t.Errorf("%d calls to the app failed:\n%s", n, b.eventsText())
