@@ -98,8 +98,8 @@ type Bus struct {
 	PI *pi.Controller
 
 	mu        sync.Mutex
-	running   map[string]*run   // the window in progress on each board
-	unremoved []downlink.Item   // delivered staged files still on an off payload
+	running   map[string]*run // the window in progress on each board
+	unremoved []downlink.Item // delivered staged files still on an off payload
 	closers   []func() error  // what Open started, in order
 	stopQueue func()          // ends the queue's Run and waits for it
 }
