@@ -80,7 +80,7 @@ func Open(ctx context.Context, b *bench.Bench, dir string) (*Bus, error) {
 	if err != nil {
 		return fail(err)
 	}
-	pc, err := openPI(ctx, &opened, powers, roots, bus)
+	pc, err := openPI(&opened, powers, roots, bus)
 	if err != nil {
 		bus.stopQueue()
 		return fail(err)

@@ -31,7 +31,7 @@ const (
 // openPI starts the Payload Controller if any board runs a payload app,
 // and writes each such process board's app-side files into its root.
 // roots maps a process board to its payload root.
-func openPI(ctx context.Context, b *bench.Bench, powers map[string]power.Power, roots map[string]string, bus *Bus) (*pi.Controller, error) {
+func openPI(b *bench.Bench, powers map[string]power.Power, roots map[string]string, bus *Bus) (*pi.Controller, error) {
 	var apps []*bench.Board
 	for _, bc := range b.Boards {
 		if bc.RunsApp() {

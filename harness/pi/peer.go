@@ -273,7 +273,7 @@ func (p *peer) healthLoop(ctx context.Context) {
 			continue
 		}
 		fails = 0
-		if p.unhealthy(ctx) {
+		if p.unhealthy() {
 			return
 		}
 	}
@@ -326,7 +326,7 @@ func stateWhy(why string, state int32) string {
 
 // unhealthy carries out the app's fail action. It reports whether the
 // registration ended (the payload was power-cycled).
-func (p *peer) unhealthy(ctx context.Context) bool {
+func (p *peer) unhealthy() bool {
 	p.mu.Lock()
 	action := p.failAction
 	p.mu.Unlock()

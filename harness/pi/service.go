@@ -374,34 +374,52 @@ func (s *service) streamPeriod(p *peer, method string, corr, ms int32) (time.Dur
 	return d, pb.ReqStatus_Request_success
 }
 
+// startStream answers a stream's start request (respMethod, made by
+// resp) and, if it is accepted, starts the stream kind once that answer is
+// sent: send runs every periodicity_in_ms.
+func (s *service) startStream(p *peer, kind, method, respMethod string, corr, ms int32, resp func(pb.ReqStatus) callFunc, send func()) pb.AntarisReturnCode {
+	period, st := s.streamPeriod(p, method, corr, ms)
+	sent := make(chan struct{})
+	code := p.respondThen(respMethod, corr, fmt.Sprintf("req_status=%d", st), resp(st), func() { close(sent) })
+	if code == pb.AntarisReturnCode_An_SUCCESS && st == pb.ReqStatus_Request_success {
+		p.stream(kind, period, sent, send)
+	}
+	return code
+}
+
+// stopStream stops the stream kind and answers with respMethod (made by
+// resp): Request_failed if none was running.
+func (s *service) stopStream(p *peer, kind, respMethod string, corr int32, resp func(pb.ReqStatus) callFunc) pb.AntarisReturnCode {
+	st := pb.ReqStatus_Request_success
+	if !p.stopStream(kind) {
+		st = pb.ReqStatus_Request_failed
+	}
+	return p.respond(respMethod, corr, fmt.Sprintf("req_status=%d", st), resp(st))
+}
+
 func (s *service) PCGnssEphStartReq(ctx context.Context, req *pb.ReqGnssEphStartDataReq) (*pb.AntarisReturnType, error) {
 	p := peerOf(ctx)
 	corr := req.GetCorrelationId()
-	period, st := s.streamPeriod(p, "PC_gnss_eph_start_req", corr, req.GetPeriodicityInMs())
-	sent := make(chan struct{})
-	code := p.respondThen("PA_ProcessRespGnssEphStartDataReq", corr, fmt.Sprintf("req_status=%d", st), func(ctx context.Context, cl pb.AntarisapiApplicationCallbackClient) (*pb.AntarisReturnType, error) {
-		return cl.PA_ProcessRespGnssEphStartDataReq(ctx, &pb.RespGnssEphStartDataReq{CorrelationId: corr, ReqStatus: int32(st)})
-	}, func() { close(sent) })
-	if code == pb.AntarisReturnCode_An_SUCCESS && st == pb.ReqStatus_Request_success {
-		p.stream("gnss", period, sent, func() {
+	return ret(s.startStream(p, "gnss", "PC_gnss_eph_start_req", "PA_ProcessRespGnssEphStartDataReq", corr, req.GetPeriodicityInMs(),
+		func(st pb.ReqStatus) callFunc {
+			return func(ctx context.Context, cl pb.AntarisapiApplicationCallbackClient) (*pb.AntarisReturnType, error) {
+				return cl.PA_ProcessRespGnssEphStartDataReq(ctx, &pb.RespGnssEphStartDataReq{CorrelationId: corr, ReqStatus: int32(st)})
+			}
+		},
+		func() {
 			pos := s.c.cfg.Orbit.At(s.c.cfg.Now())
 			p.respond("PA_ProcessGnssEphData", corr, fmt.Sprintf("latitude=%.4f longitude=%.4f", pos.LatitudeDeg, pos.LongitudeDeg), func(ctx context.Context, cl pb.AntarisapiApplicationCallbackClient) (*pb.AntarisReturnType, error) {
 				return cl.PA_ProcessGnssEphData(ctx, gnssData(corr, pos))
 			})
-		})
-	}
-	return ret(code)
+		}))
 }
 
 func (s *service) PCGnssEphStopReq(ctx context.Context, req *pb.ReqGnssEphStopDataReq) (*pb.AntarisReturnType, error) {
-	p := peerOf(ctx)
 	corr := req.GetCorrelationId()
-	st := pb.ReqStatus_Request_success
-	if !p.stopStream("gnss") {
-		st = pb.ReqStatus_Request_failed
-	}
-	return ret(p.respond("PA_ProcessRespGnssEphStopDataReq", corr, fmt.Sprintf("req_status=%d", st), func(ctx context.Context, cl pb.AntarisapiApplicationCallbackClient) (*pb.AntarisReturnType, error) {
-		return cl.PA_ProcessRespGnssEphStopDataReq(ctx, &pb.RespGnssEphStopDataReq{CorrelationId: corr, ReqStatus: int32(st)})
+	return ret(s.stopStream(peerOf(ctx), "gnss", "PA_ProcessRespGnssEphStopDataReq", corr, func(st pb.ReqStatus) callFunc {
+		return func(ctx context.Context, cl pb.AntarisapiApplicationCallbackClient) (*pb.AntarisReturnType, error) {
+			return cl.PA_ProcessRespGnssEphStopDataReq(ctx, &pb.RespGnssEphStopDataReq{CorrelationId: corr, ReqStatus: int32(st)})
+		}
 	}))
 }
 
@@ -411,30 +429,25 @@ const EPSVoltage = 28.0
 func (s *service) PCGetEpsVoltageStartReq(ctx context.Context, req *pb.ReqGetEpsVoltageStartReq) (*pb.AntarisReturnType, error) {
 	p := peerOf(ctx)
 	corr := req.GetCorrelationId()
-	period, st := s.streamPeriod(p, "PC_get_eps_voltage_start_req", corr, req.GetPeriodicityInMs())
-	sent := make(chan struct{})
-	code := p.respondThen("PA_ProcessRespGetEpsVoltageStartReq", corr, fmt.Sprintf("req_status=%d", st), func(ctx context.Context, cl pb.AntarisapiApplicationCallbackClient) (*pb.AntarisReturnType, error) {
-		return cl.PA_ProcessRespGetEpsVoltageStartReq(ctx, &pb.RespGetEpsVoltageStartReq{CorrelationId: corr, ReqStatus: int32(st)})
-	}, func() { close(sent) })
-	if code == pb.AntarisReturnCode_An_SUCCESS && st == pb.ReqStatus_Request_success {
-		p.stream("eps", period, sent, func() {
+	return ret(s.startStream(p, "eps", "PC_get_eps_voltage_start_req", "PA_ProcessRespGetEpsVoltageStartReq", corr, req.GetPeriodicityInMs(),
+		func(st pb.ReqStatus) callFunc {
+			return func(ctx context.Context, cl pb.AntarisapiApplicationCallbackClient) (*pb.AntarisReturnType, error) {
+				return cl.PA_ProcessRespGetEpsVoltageStartReq(ctx, &pb.RespGetEpsVoltageStartReq{CorrelationId: corr, ReqStatus: int32(st)})
+			}
+		},
+		func() {
 			p.respond("PA_ProcessGetEpsVoltage", corr, fmt.Sprintf("eps_voltage=%.1f", EPSVoltage), func(ctx context.Context, cl pb.AntarisapiApplicationCallbackClient) (*pb.AntarisReturnType, error) {
 				return cl.PA_ProcessGetEpsVoltage(ctx, &pb.GetEpsVoltage{CorrelationId: corr, EpsVoltage: EPSVoltage})
 			})
-		})
-	}
-	return ret(code)
+		}))
 }
 
 func (s *service) PCGetEpsVoltageStopReq(ctx context.Context, req *pb.ReqGetEpsVoltageStopReq) (*pb.AntarisReturnType, error) {
-	p := peerOf(ctx)
 	corr := req.GetCorrelationId()
-	st := pb.ReqStatus_Request_success
-	if !p.stopStream("eps") {
-		st = pb.ReqStatus_Request_failed
-	}
-	return ret(p.respond("PA_ProcessRespGetEpsVoltageStopReq", corr, fmt.Sprintf("req_status=%d", st), func(ctx context.Context, cl pb.AntarisapiApplicationCallbackClient) (*pb.AntarisReturnType, error) {
-		return cl.PA_ProcessRespGetEpsVoltageStopReq(ctx, &pb.RespGetEpsVoltageStopReq{CorrelationId: corr, ReqStatus: int32(st)})
+	return ret(s.stopStream(peerOf(ctx), "eps", "PA_ProcessRespGetEpsVoltageStopReq", corr, func(st pb.ReqStatus) callFunc {
+		return func(ctx context.Context, cl pb.AntarisapiApplicationCallbackClient) (*pb.AntarisReturnType, error) {
+			return cl.PA_ProcessRespGetEpsVoltageStopReq(ctx, &pb.RespGetEpsVoltageStopReq{CorrelationId: corr, ReqStatus: int32(st)})
+		}
 	}))
 }
 
