@@ -113,6 +113,7 @@ func (q *Queue) loadRecord(id string) error {
 		return fmt.Errorf("downlink: journal: %s has no whole data file %s (%v); move the record away to start without it", q.recordPath(id), q.dataPath(id), err)
 	}
 	q.items[id] = &it
+	q.written[id] = 0
 	if it.Key != "" {
 		q.reserved[it.Key] = id
 	}
@@ -146,19 +147,55 @@ func (q *Queue) loadLedger() error {
 	return sc.Err()
 }
 
-// writeRecord replaces the record of it atomically. It touches no queue
-// state: callers pass a copy and may not hold q.mu.
-func (q *Queue) writeRecord(it Item) error {
+// nextRev numbers a record snapshot. q.mu is held, so revisions follow
+// the order in which snapshots of an item were taken.
+func (q *Queue) nextRev() uint64 {
+	q.rev++
+	return q.rev
+}
+
+// writeRecord replaces the record of it atomically with the snapshot
+// numbered rev (0 for the record Enqueue creates). It touches no queue
+// state, so callers pass a copy and need not hold q.mu. Writers of one
+// item may race (progress and key reservation): each writes its own temp
+// file, and a snapshot older than the one on disk, or one of an item
+// forgotten meanwhile, is discarded rather than renamed over it.
+func (q *Queue) writeRecord(it Item, rev uint64) error {
 	b, err := json.Marshal(it)
 	if err != nil {
 		return err
 	}
 	name := q.recordPath(it.ID)
-	tmp := name + ".tmp"
-	if err := writeSync(tmp, b); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(name), it.ID+".json.tmp-*")
+	if err != nil {
 		return fmt.Errorf("downlink: journal %s: %w", it.ID, err)
 	}
-	if err := os.Rename(tmp, name); err != nil {
+	tmp := f.Name()
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("downlink: journal %s: %w", it.ID, err)
+	}
+	q.recMu.Lock()
+	last, live := q.written[it.ID]
+	if rev != 0 && (!live || rev < last) {
+		q.recMu.Unlock()
+		os.Remove(tmp)
+		return nil
+	}
+	err = os.Rename(tmp, name)
+	if err == nil {
+		q.written[it.ID] = rev
+	}
+	q.recMu.Unlock()
+	if err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("downlink: journal %s: %w", it.ID, err)
 	}
 	return syncDir(filepath.Dir(name))

@@ -175,6 +175,10 @@ type Queue struct {
 	ledgerMu   sync.Mutex           // guards ledgerF
 	ledgerF    *os.File             // delivered.log, appended to
 	progress   map[string]time.Time // last journal write of Sent, per id
+	rev        uint64               // last record snapshot taken, under mu
+
+	recMu   sync.Mutex        // orders record renames; never held with mu taken after it
+	written map[string]uint64 // id -> rev of its record on disk; absent once forgotten
 }
 
 // Open opens (or creates) the queue in cfg.Dir and recovers what a
@@ -205,6 +209,7 @@ func Open(cfg Config) (*Queue, error) {
 		done:       map[string]Event{},
 		changed:    make(chan struct{}),
 		progress:   map[string]time.Time{},
+		written:    map[string]uint64{},
 	}
 	if err := q.load(); err != nil {
 		return nil, err
@@ -298,7 +303,7 @@ func (q *Queue) Enqueue(ctx context.Context, it Item, data string) (Item, error)
 		err = os.Rename(data, q.dataPath(it.ID))
 	}
 	if err == nil {
-		if err = q.writeRecord(it); err != nil {
+		if err = q.writeRecord(it, 0); err != nil {
 			os.Remove(q.dataPath(it.ID))
 		}
 	}
@@ -502,7 +507,7 @@ func (q *Queue) saveProgress(it *Item, now bool) {
 		return
 	}
 	q.progress[it.ID] = time.Now()
-	if err := q.writeRecord(*it); err != nil {
+	if err := q.writeRecord(*it, q.nextRev()); err != nil {
 		q.emit(Event{Kind: EventRetry, Item: *it, Err: err, Detail: "journal progress"})
 	}
 }
@@ -651,9 +656,9 @@ func (q *Queue) reserve(it *Item, key string) error {
 	}
 	it.Key = key
 	q.reserved[key] = it.ID
-	rec := *it
+	rec, rev := *it, q.nextRev()
 	q.mu.Unlock()
-	if err := q.writeRecord(rec); err != nil {
+	if err := q.writeRecord(rec, rev); err != nil {
 		q.mu.Lock()
 		it.Key = ""
 		delete(q.reserved, key)
@@ -699,7 +704,10 @@ func (q *Queue) drop(it *Item, why string) {
 // forget removes an item's files and record. q.mu is held.
 func (q *Queue) forget(it *Item) {
 	os.Remove(q.dataPath(it.ID))
+	q.recMu.Lock()
+	delete(q.written, it.ID)
 	os.Remove(q.recordPath(it.ID))
+	q.recMu.Unlock()
 	delete(q.items, it.ID)
 	delete(q.reserved, it.Key)
 	delete(q.progress, it.ID)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"maps"
 	"os"
 	"path/filepath"
@@ -55,7 +56,9 @@ func TestJournaledKeyTakenByAnother(t *testing.T) {
 	}
 	const taken = "FM1/downlink/2021/09/06/20210906T043229Z_f"
 	it.Key = taken
-	q.writeRecord(it)
+	if err := q.writeRecord(it, 0); err != nil {
+		t.Fatal(err)
+	}
 	q.Close()
 	if _, err := st.Put(ctx, "down", taken, strings.NewReader("theirs"), 6, store.PutOptions{}); err != nil {
 		t.Fatal(err)
@@ -81,5 +84,65 @@ func TestJournaledKeyTakenByAnother(t *testing.T) {
 	}
 	if obj, err := st.Stat(ctx, "down", taken); err != nil || obj.Size != 6 {
 		t.Errorf("the other file at %s: %+v, %v; want it untouched", taken, obj, err)
+	}
+}
+
+// TestRecordWritesRace: progress and key reservation journal the same
+// item from two goroutines. Each write must succeed, the newest snapshot
+// must be the one left on disk, and a write that finishes after the item
+// was forgotten must not bring its record back.
+func TestRecordWritesRace(t *testing.T) {
+	_, st := storetest.StartEmbedded(t, "down")
+	q, err := Open(Config{Dir: filepath.Join(t.TempDir(), "q"), Store: st, Satellite: "FM1", Bucket: "down"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	data := filepath.Join(q.Incoming(), "d")
+	os.WriteFile(data, []byte("data"), 0o600)
+	sum := sha256.Sum256([]byte("data"))
+	it, err := q.Enqueue(t.Context(), Item{Source: SourceOutbox, Window: "1", Name: "f", Size: 4, SHA256: hex.EncodeToString(sum[:])}, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const n = 64
+	snaps := make([]Item, n)
+	revs := make([]uint64, n)
+	for i := range n {
+		snaps[i] = it
+		snaps[i].Sent = int64(i)
+		q.mu.Lock()
+		revs[i] = q.nextRev()
+		q.mu.Unlock()
+	}
+	errs := make(chan error, n)
+	for i := n - 1; i >= 0; i-- { // newest first, so older ones arrive late
+		go func() { errs <- q.writeRecord(snaps[i], revs[i]) }()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("writeRecord: %v", err)
+		}
+	}
+	b, err := os.ReadFile(q.recordPath(it.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Item
+	if err := json.Unmarshal(b, &got); err != nil || got.Sent != n-1 {
+		t.Errorf("record on disk is %s (%v), want the newest snapshot (sent %d)", b, err, n-1)
+	}
+
+	q.mu.Lock()
+	late := q.nextRev()
+	q.forget(q.items[it.ID])
+	q.mu.Unlock()
+	if err := q.writeRecord(snaps[0], late); err != nil {
+		t.Errorf("late writeRecord: %v", err)
+	}
+	ents, _ := os.ReadDir(filepath.Join(q.cfg.Dir, "items"))
+	for _, e := range ents {
+		t.Errorf("items holds %s after the item was forgotten", e.Name())
 	}
 }
