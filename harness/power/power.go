@@ -6,6 +6,7 @@ package power
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // State is a payload's power state.
@@ -27,16 +28,38 @@ func (s State) String() string {
 	return "unknown"
 }
 
-// Power switches one payload.
+// Power switches one payload. Its String names what is switched, for
+// errors and events ("process refpayload", "numato relay /dev/... channel 3").
 type Power interface {
 	On(ctx context.Context) error
 	Off(ctx context.Context) error
 	State(ctx context.Context) (State, error)
+	// Cycle switches the payload off, keeps it off for off, then switches
+	// it on: a reboot by power. A payload that is off is switched on.
+	Cycle(ctx context.Context, off time.Duration) error
+	String() string
+}
+
+// OffOn is Cycle done with the Power's own Off and On; implementations
+// without a native cycle use it as their Cycle method. Callers call
+// Cycle.
+func OffOn(ctx context.Context, p Power, off time.Duration) error {
+	if err := p.Off(ctx); err != nil {
+		return err
+	}
+	t := time.NewTimer(off)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		return &Error{Op: "cycle", Power: p.String(), Err: fmt.Errorf("off, not switched on again: %w", context.Cause(ctx))}
+	}
+	return p.On(ctx)
 }
 
 // Error is a power operation that failed.
 type Error struct {
-	Op    string // "on", "off", "state"
+	Op    string // "on", "off", "state", "cycle"
 	Power string // what was switched, e.g. "process refpayload"
 	Err   error
 }

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Process powers a payload that is a local process, as the reference
@@ -95,6 +96,9 @@ func (p *Process) Off(ctx context.Context) error {
 		return &Error{Op: "off", Power: p.String(), Err: fmt.Errorf("process %d still running: %w", cmd.Process.Pid, context.Cause(ctx))}
 	}
 }
+
+// Cycle kills the process and starts it again after off.
+func (p *Process) Cycle(ctx context.Context, off time.Duration) error { return OffOn(ctx, p, off) }
 
 // State reports whether the process is running.
 func (p *Process) State(ctx context.Context) (State, error) {

@@ -10,6 +10,10 @@
 //   - On and Off are idempotent: switching on what is on, or off what is
 //     off, succeeds and changes nothing.
 //   - Power cycles: On after Off works, any number of times.
+//   - Cycle(off) leaves the payload on, whether it was on or off; a
+//     Stopper's channel taken before the cycle is closed by then (the
+//     payload really went off). A Cycle whose context ends while it is
+//     off returns a *power.Error wrapping context.Canceled.
 //   - Calls from several goroutines at once are safe, and concurrent On
 //     (or Off) calls all succeed.
 //   - A failed operation returns a *power.Error whose Op is "on", "off" or
@@ -64,6 +68,7 @@ func Run(t *testing.T, newPower func(t *testing.T) power.Power) {
 	t.Run("OnTwice", s.testOnTwice)
 	t.Run("Off", s.testOff)
 	t.Run("OffTwice", s.testOffTwice)
+	t.Run("OffOn", s.testOffOn)
 	t.Run("Cycle", s.testCycle)
 	t.Run("Concurrent", s.testConcurrent)
 	t.Run("DoneContext", s.testDoneContext)
@@ -214,13 +219,82 @@ func (s suite) testOffTwice(t *testing.T) {
 	wantState(t, p, power.Off, "On, Off, Off")
 }
 
-func (s suite) testCycle(t *testing.T) {
+func (s suite) testOffOn(t *testing.T) {
 	p := s.fresh(t)
 	for i := range 3 {
 		on(t, p)
 		wantState(t, p, power.On, fmt.Sprintf("On in cycle %d", i+1))
 		off(t, p)
 		wantState(t, p, power.Off, fmt.Sprintf("Off in cycle %d", i+1))
+	}
+}
+
+// cycleOff is the off time of a Cycle: long enough to be seen as a real
+// off by every implementation, short for the suite.
+const cycleOff = 50 * time.Millisecond
+
+func (s suite) testCycle(t *testing.T) {
+	t.Run("FromOff", func(t *testing.T) {
+		p := s.fresh(t)
+		off(t, p)
+		if err := p.Cycle(live(t), cycleOff); err != nil {
+			t.Fatalf("Cycle from off: %v", err)
+		}
+		wantState(t, p, power.On, "Cycle from off")
+	})
+	t.Run("FromOn", func(t *testing.T) {
+		p := s.fresh(t)
+		on(t, p)
+		var stopped <-chan struct{}
+		if sp, ok := p.(power.Stopper); ok {
+			stopped = sp.Stopped()
+		}
+		for i := range 2 {
+			if err := p.Cycle(live(t), cycleOff); err != nil {
+				t.Fatalf("Cycle %d from on: %v", i+1, err)
+			}
+			wantState(t, p, power.On, fmt.Sprintf("Cycle %d from on", i+1))
+		}
+		if stopped != nil {
+			select {
+			case <-stopped:
+			default:
+				t.Error("the Stopped() channel taken before the Cycle is still open: the payload never went off")
+			}
+		}
+	})
+	t.Run("CancelledWhileOff", func(t *testing.T) {
+		p := s.fresh(t)
+		on(t, p)
+		// Long enough that only the context can end the off time.
+		ctx, cancel := context.WithTimeout(t.Context(), opLimit)
+		errc := make(chan error, 1)
+		go func() { errc <- p.Cycle(ctx, time.Hour) }()
+		waitState(t, p, power.Off)
+		cancel()
+		err := <-errc
+		if err == nil {
+			t.Fatal("Cycle with an hour off returned nil after its context was cancelled")
+		}
+		checkError(t, err, "cycle")
+		off(t, p)
+	})
+}
+
+// waitState polls State until it reports want: the suite's only view of
+// a Cycle in progress is through the interface.
+func waitState(t *testing.T, p power.Power, want power.State) {
+	t.Helper()
+	ctx := live(t)
+	for {
+		if st, err := p.State(ctx); err == nil && st == want {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("State never reported %v", want)
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
 }
 
