@@ -17,7 +17,7 @@ import (
 // an SNMP set, a lab script. Each command runs with sh -c, HIL_BOARD set
 // to Name, in its own process group, killed whole when it overruns.
 type Exec struct {
-	Name string // the board, for errors and HIL_BOARD
+	Name       string // the board, for errors and HIL_BOARD
 	OnCommand  string // switches on; required
 	OffCommand string // switches off; required
 	// StatusCommand prints "on" or "off" (case and surrounding space
