@@ -613,13 +613,17 @@ func gnssReceived(ctx context.Context, n int, apart string) error {
 	if err != nil {
 		return err
 	}
-	data := piEvents(ctx, func(e bus.Event) bool { return e.Name == pi.EventOut+" PA_ProcessGnssEphData" })
 	// Each message is an event once the app has answered it, so the
-	// boundary is the app's answer to the stop, not the stop request.
-	stop := piEvents(ctx, func(e bus.Event) bool { return e.Name == pi.EventOut+" PA_ProcessRespGnssEphStopDataReq" })
-	if len(stop) == 0 {
-		return fmt.Errorf("the app never stopped the GNSS stream")
+	// boundary is the app's answer to the stop, not the stop request. The
+	// app reports its sequence done once it has asked to stop, which may
+	// come before that answer: wait for it.
+	if _, err := get(ctx).waitPI(ctx, 0, "answer to the app's GNSS stop", func(e bus.Event) bool {
+		return e.Name == pi.EventOut+" PA_ProcessRespGnssEphStopDataReq"
+	}); err != nil {
+		return fmt.Errorf("the app never stopped the GNSS stream: %w", err)
 	}
+	data := piEvents(ctx, func(e bus.Event) bool { return e.Name == pi.EventOut+" PA_ProcessGnssEphData" })
+	stop := piEvents(ctx, func(e bus.Event) bool { return e.Name == pi.EventOut+" PA_ProcessRespGnssEphStopDataReq" })
 	var before []bus.Event
 	for _, e := range data {
 		if e.Seq < stop[0].Seq {
