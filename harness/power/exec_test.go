@@ -50,25 +50,24 @@ func TestExecEnvironment(t *testing.T) {
 
 func TestExecErrors(t *testing.T) {
 	tests := []struct {
-		name    string
-		exec    power.Exec
-		op      string
-		want    string
-		wantErr error
+		name string
+		exec *power.Exec
+		op   string
+		want string
 	}{
-		{name: "on fails", exec: power.Exec{OnCommand: "echo outlet 3 locked >&2; exit 3", OffCommand: "true"}, op: "on",
+		{name: "on fails", exec: &power.Exec{OnCommand: "echo outlet 3 locked >&2; exit 3", OffCommand: "true"}, op: "on",
 			want: `power on exec pdu: command "echo outlet 3 locked >&2; exit 3" exited 3: outlet 3 locked`},
-		{name: "off fails, message on stdout", exec: power.Exec{OnCommand: "true", OffCommand: "echo no route to pdu; exit 1"}, op: "off",
+		{name: "off fails, message on stdout", exec: &power.Exec{OnCommand: "true", OffCommand: "echo no route to pdu; exit 1"}, op: "off",
 			want: `power off exec pdu: command "echo no route to pdu; exit 1" exited 1: no route to pdu`},
-		{name: "status garbage", exec: power.Exec{OnCommand: "true", OffCommand: "true", StatusCommand: "echo 230V"}, op: "state",
+		{name: "status garbage", exec: &power.Exec{OnCommand: "true", OffCommand: "true", StatusCommand: "echo 230V"}, op: "state",
 			want: `power state exec pdu: status command "echo 230V" printed "230V\n"; want on or off`},
-		{name: "status fails", exec: power.Exec{OnCommand: "true", OffCommand: "true", StatusCommand: "exit 2"}, op: "state",
+		{name: "status fails", exec: &power.Exec{OnCommand: "true", OffCommand: "true", StatusCommand: "exit 2"}, op: "state",
 			want: `power state exec pdu: command "exit 2" exited 2: `},
-		{name: "overruns", exec: power.Exec{OnCommand: "sleep 60", OffCommand: "true", Timeout: 50 * time.Millisecond}, op: "on",
+		{name: "overruns", exec: &power.Exec{OnCommand: "sleep 60", OffCommand: "true", Timeout: 50 * time.Millisecond}, op: "on",
 			want: `power on exec pdu: command "sleep 60": did not finish within 50ms`},
-		{name: "forks and overruns", exec: power.Exec{OnCommand: "sleep 60 & sleep 60", OffCommand: "true", Timeout: 50 * time.Millisecond}, op: "on",
+		{name: "forks and overruns", exec: &power.Exec{OnCommand: "sleep 60 & sleep 60", OffCommand: "true", Timeout: 50 * time.Millisecond}, op: "on",
 			want: `power on exec pdu: command "sleep 60 & sleep 60": did not finish within 50ms`},
-		{name: "no such program", exec: power.Exec{OnCommand: "hil-no-such-pdu-tool 3 on", OffCommand: "true"}, op: "on",
+		{name: "no such program", exec: &power.Exec{OnCommand: "hil-no-such-pdu-tool 3 on", OffCommand: "true"}, op: "on",
 			want: `power on exec pdu: command "hil-no-such-pdu-tool 3 on" exited 127: `},
 	}
 	for _, tt := range tests {
