@@ -268,13 +268,73 @@ type SSH struct {
 // Power says how the payload is switched.
 type Power struct {
 	// Kind is "process" (the reference payload started as a local process;
-	// the sim bench). Later issues add relay, qemu and exec.
+	// the sim bench), "relay" (a channel of a USB/serial relay board) or
+	// "exec" (commands that switch a PDU or anything else).
 	Kind string `yaml:"kind"` // required
 	// HostKey is the private host key file the reference payload serves,
-	// relative to the board file (kind process only; required there).
+	// relative to the board file: required where the bench starts the
+	// reference payload itself (see StartsPayload), refused elsewhere.
 	// After Load it holds the path resolved against the board file's
 	// directory, and the file exists.
 	HostKey string `yaml:"host_key"`
+	// OffTime is how long a power cycle (the health-check reboot, hil
+	// power cycle) keeps the payload off; default 2s; more than zero.
+	OffTime Duration `yaml:"off_time"`
+	// Watch is how often the bus reads the payload's power while a window
+	// runs, so that power lost mid-window (a relay board unplugged, a
+	// payload that died) aborts it with the reason; default 1s.
+	Watch Duration `yaml:"watch"`
+	Relay Relay    `yaml:"relay"` // kind relay only
+	Exec  Exec     `yaml:"exec"`  // kind exec only
+}
+
+// StartsPayload reports whether the bench starts the payload itself, as
+// the reference payload process: power kind process, or a simulated relay
+// wired to that process.
+func (p Power) StartsPayload() bool {
+	return p.Kind == "process" || p.Kind == "relay" && p.Relay.Simulate
+}
+
+// Relay is the relay channel that switches a payload (power kind relay).
+type Relay struct {
+	// Protocol is the board's: lcus, numato, kmtronic, denkovi or
+	// devantech. Required.
+	Protocol string `yaml:"protocol"`
+	// Port is the board's serial port by a stable path
+	// (/dev/serial/by-path/... or /dev/serial/by-id/...), never by
+	// /dev/ttyUSBn, whose number follows plug-in order. Serial is the
+	// board's USB serial number instead. Exactly one of the two, unless
+	// Simulate.
+	Port   string `yaml:"port"`
+	Serial string `yaml:"serial"`
+	// Channels is the board's size; default the protocol's most common.
+	Channels int `yaml:"channels"`
+	// Channel is the relay that powers this payload, in the protocol's
+	// own numbering (numato from 0, the others from 1). Required.
+	Channel int `yaml:"channel"`
+	// Invert is for normally-closed wiring: the relay energised cuts power.
+	Invert bool `yaml:"invert"`
+	// Gap is the least time between two commands on the port; default
+	// the protocol's (50ms for denkovi, 10ms for the others).
+	Gap Duration `yaml:"gap"`
+	// Timeout bounds each reply from the board; default 1s.
+	Timeout Duration `yaml:"timeout"`
+	// Simulate runs a simulator of this board on a pseudo-terminal, its
+	// channel wired to the reference payload process (the sim bench):
+	// the real driver, through a real tty, switches the payload.
+	Simulate bool `yaml:"simulate"`
+}
+
+// Exec switches a payload with shell commands (power kind exec), run with
+// sh -c and HIL_BOARD set to the board's name.
+type Exec struct {
+	On  string `yaml:"on"`  // required
+	Off string `yaml:"off"` // required
+	// Status prints "on" or "off". Empty: the state is the last one
+	// switched by this run, unknown before.
+	Status string `yaml:"status"`
+	// Timeout bounds each command; default 10s.
+	Timeout Duration `yaml:"timeout"`
 }
 
 // Duration is a time.Duration written as "15s", "500ms", "2m" in YAML.

@@ -218,7 +218,7 @@ func TestLoadBoardErrors(t *testing.T) {
 		want  string
 	}{
 		{"board_misnamed", `testdata/boards/misnamed.yaml:1: name: "other" differs from the file's base name; want name: misnamed, or rename the file to other.yaml`},
-		{"board_invalid", `testdata/boards/port0_relay.yaml:2: address: port 0 (a free port the bench picks) needs power kind process, the only kind whose payload the bench starts itself; power.kind is "relay": give the payload's real port, e.g. "192.0.2.10:22"`},
+		{"board_invalid", `testdata/boards/port0_relay.yaml:2: address: port 0 (a free port the bench picks) needs power kind process or a simulated relay, whose payload the bench starts itself; power.kind is "relay": give the payload's real port, e.g. "192.0.2.10:22"`},
 		{"duplicate_address", `testdata/boards/beta-twin.yaml:2: address: board "beta-twin" has address "127.0.0.1:2222", already used by board "beta" (testdata/boards/beta.yaml:2) on bench testdata/benches/duplicate_address.yaml; give each board its own address`},
 		{"oort_twice", `testdata/boards/delta-twin.yaml:11: oort.address: board "delta-twin" has OORT address "127.0.0.1:2005", already the OORT address of board "delta" (testdata/boards/delta.yaml:11) on bench testdata/benches/oort_twice.yaml; ` + wantAddrs},
 		{"oort_on_ssh", `testdata/boards/epsilon.yaml:11: oort.address: board "epsilon" has OORT address "127.0.0.1:2222", already the SSH address of board "beta" (testdata/boards/beta.yaml:2) on bench testdata/benches/oort_on_ssh.yaml; ` + wantAddrs},
@@ -259,13 +259,13 @@ func TestBoardErrors(t *testing.T) {
 	}{
 		{"unknown_ssh_key", `:6: ssh.hostkey: unknown key "hostkey"; want one of user, key, host_key`},
 		{"missing_user", `:3: ssh.user: missing; want the signaling user, e.g. signaling`},
-		{"missing_power", `:1: power: missing; want a mapping with keys kind, host_key`},
+		{"missing_power", `:1: power: missing; want a mapping with keys kind, host_key, off_time, watch, relay, exec`},
 		{"missing_power_host_key", `:7: power.host_key: missing; power kind process needs the payload's private host key file, relative to the board file, e.g. keys/refpayload_host_ed25519`},
 		{"bad_address", `:2: address: "payload.local" is not host:port (missing port in address); want e.g. "192.0.2.10:22"`},
 		{"bad_port", `:2: address: "192.0.2.10:ssh" has port "ssh"; want a number from 0 to 65535, e.g. "192.0.2.10:22"`},
 		{"no_host", `:2: address: ":22" has no host; want e.g. "192.0.2.10:22"`},
-		{"port0_relay", `:2: address: port 0 (a free port the bench picks) needs power kind process, the only kind whose payload the bench starts itself; power.kind is "relay": give the payload's real port, e.g. "192.0.2.10:22"`},
-		{"bad_power_kind", `:8: power.kind: "relay" is not a power kind; want process`},
+		{"port0_relay", `:2: address: port 0 (a free port the bench picks) needs power kind process or a simulated relay, whose payload the bench starts itself; power.kind is "relay": give the payload's real port, e.g. "192.0.2.10:22"`},
+		{"bad_power_kind", `:8: power.kind: "qemu" is not a power kind; want process, relay or exec`},
 		{"bad_host_key", `:6: ssh.host_key: "ssh-ed25519 notbase64" is not an authorized_keys line (ssh: no key found; last parsing error for ignored line: illegal base64 data at input byte 8); ` + wantHostKey},
 		{"host_key_options", `:6: ssh.host_key: has options "from=\"10.0.0.1\""; ` + wantHostKey},
 		{"missing_key_file", `:5: ssh.key: keys/nope (testdata/boards/keys/nope) does not exist; want the bus's private key file, relative to the board file`},
@@ -282,8 +282,32 @@ func TestBoardErrors(t *testing.T) {
 		{"oort_bad_address", `:11: oort.address: "payload.local" is not host:port (missing port in address); want e.g. "192.0.2.10:2005"`},
 		{"oort_bad_port", `:11: oort.address: "192.0.2.10:99999" has port "99999"; want a number from 0 to 65535, e.g. "192.0.2.10:2005"`},
 		{"oort_no_host", `:11: oort.address: ":2005" has no host; want e.g. "192.0.2.10:2005"`},
-		{"oort_port0_relay", `:11: oort.address: port 0 (a free port the bench picks) needs power kind process, the only kind whose payload the bench starts itself; power.kind is "relay": give the agent's real port, e.g. "192.0.2.10:2005"`},
+		{"oort_port0_relay", `:11: oort.address: port 0 (a free port the bench picks) needs power kind process or a simulated relay, whose payload the bench starts itself; power.kind is "relay": give the agent's real port, e.g. "192.0.2.10:2005"`},
 		{"oort_same_as_ssh", `:11: oort.address: "payload.LAB:22" is also the board's SSH address (line 2); give the OORT agent a port of its own, e.g. "192.0.2.10:2005"`},
+
+		// power: relay and exec.
+		{"relay_missing_section", `:7: power.relay: missing; power kind relay needs the relay section`},
+		{"relay_bad_protocol", `:10: power.relay.protocol: "sainsmart" is not a relay protocol; want lcus, numato, kmtronic, denkovi or devantech`},
+		{"relay_no_port", `:9: power.relay.port: missing; give the board's port by a stable path, /dev/serial/by-path/... or /dev/serial/by-id/..., or its USB serial number`},
+		{"relay_ttyusb", `:11: power.relay.port: /dev/ttyUSB0 names a port by plug-in order, which changes when boards are replugged or the host reboots; use its /dev/serial/by-path/... link (or /dev/serial/by-id/..., or the USB serial number)`},
+		{"relay_lcus_serial", `:11: power.relay.serial: an lcus board (CH340) has no USB serial number, so "A50285BI" cannot name it; give its port by a /dev/serial/by-path/... path`},
+		{"relay_port_and_serial", `:11: power.relay.port: both a path (/dev/serial/by-path/usb-0:2:1.0) and a USB serial number (A50285BI) are given; give one`},
+		{"relay_channel_range", `:12: power.relay.channel: channel 8 is out of range: an 8-channel numato board has channels 0 to 7 (numato counts from 0)`},
+		{"relay_channel_zero", `:12: power.relay.channel: channel 0 is out of range: an 8-channel kmtronic board has channels 1 to 8`},
+		{"relay_bad_size", `:12: power.relay.channels: 3 is not a size kmtronic boards are made in; want 1, 2, 4 or 8`},
+		{"relay_missing_channel", `:9: power.relay.channel: missing; want the relay that powers this payload, e.g. 1`},
+		{"relay_simulate_port", `:12: power.relay.port: is set, but relay.simulate is true: the bench makes the simulated board's port itself; remove one of the two`},
+		{"relay_simulate_no_host_key", `:7: power.host_key: missing; a simulated relay (relay.simulate: true) starts the reference payload, and needs the payload's private host key file, relative to the board file, e.g. keys/refpayload_host_ed25519`},
+		{"relay_host_key", `:9: power.host_key: is set, but power kind relay does not start the reference payload; remove it (only kind process and a relay with simulate: true use it)`},
+		{"relay_with_exec", `:13: power.exec: is set, but power.kind is relay; remove it, or set power.kind: exec`},
+		{"relay_negative_gap", `:13: power.relay.gap: is -5ms; want zero or more, e.g. "0s"`},
+		{"relay_invert_string", `:13: power.relay.invert: got the string "yes", want true for normally-closed wiring, else false`},
+		{"exec_missing_section", `:7: power.exec: missing; power kind exec needs the exec section`},
+		{"exec_missing_off", `:9: power.exec.off: missing; want a shell command that switches the payload off, e.g. "pdu-ctl outlet 3 off"`},
+		{"exec_empty_on", `:10: power.exec.on: is empty; want a shell command that switches the payload on, e.g. "pdu-ctl outlet 3 on"`},
+		{"exec_zero_timeout", `:12: power.exec.timeout: is 0s; want more than zero, e.g. "10s"`},
+		{"power_zero_off_time", `:9: power.off_time: is 0s; want more than zero, e.g. "2s"`},
+		{"process_with_relay", `:10: power.relay: is set, but power.kind is process; remove it, or set power.kind: relay`},
 
 		// payload_interface: its shape.
 		{"app_not_mapping", `:10: payload_interface: got the string "AbCdEfGhIjKlMnOpQrSt", want a mapping with keys ` + appKeys},
@@ -310,7 +334,7 @@ func TestBoardErrors(t *testing.T) {
 		{"callback_bad", `:12: payload_interface.callback: "payload.local" is not host:port (missing port in address); want e.g. "192.0.2.10:50053"`},
 		{"callback_no_host", `:12: payload_interface.callback: ":50053" has no host; want e.g. "192.0.2.10:50053"`},
 		{"callback_bad_port", `:12: payload_interface.callback: "192.0.2.10:70000" has port "70000"; want a number from 0 to 65535, e.g. "192.0.2.10:50053"`},
-		{"callback_port0_relay", `:12: payload_interface.callback: port 0 (a free port the bench picks) needs power kind process, the only kind whose payload the bench starts itself; power.kind is "relay": give the app's real port, e.g. "192.0.2.10:50053"`},
+		{"callback_port0_relay", `:12: payload_interface.callback: port 0 (a free port the bench picks) needs power kind process or a simulated relay, whose payload the bench starts itself; power.kind is "relay": give the app's real port, e.g. "192.0.2.10:50053"`},
 		{"callback_same_as_ssh", `:12: payload_interface.callback: "192.0.2.10:22" is also the board's SSH address (line 2); ` + wantCallback},
 		{"callback_same_as_oort", `:14: payload_interface.callback: "192.0.2.10:2005" is also the board's OORT address (line 11); ` + wantCallback},
 	}
@@ -381,7 +405,7 @@ func TestLoadDefaults(t *testing.T) {
 			Name:        name,
 			Address:     address,
 			SSH:         SSH{User: "signaling", Key: "testdata/boards/keys/bus", HostKey: testHostKey},
-			Power:       Power{Kind: "process", HostKey: "testdata/boards/keys/host"},
+			Power:       Power{Kind: "process", HostKey: "testdata/boards/keys/host", OffTime: Duration(2 * time.Second), Watch: Duration(time.Second)},
 			BootTimeout: Duration(boot),
 		}
 	}
@@ -492,7 +516,7 @@ func TestLoadFull(t *testing.T) {
 			Name:        "gamma",
 			Address:     "192.0.2.10:22",
 			SSH:         SSH{User: "signaling", Key: "testdata/boards/keys/bus", HostKey: testHostKey},
-			Power:       Power{Kind: "process", HostKey: "testdata/boards/keys/host"},
+			Power:       Power{Kind: "process", HostKey: "testdata/boards/keys/host", OffTime: Duration(2 * time.Second), Watch: Duration(time.Second)},
 			BootTimeout: Duration(90 * time.Second),
 			OORT:        OORT{Address: "192.0.2.10:2005"},
 			PayloadInterface: BoardPayloadInterface{
@@ -926,5 +950,32 @@ func TestParseFraction(t *testing.T) {
 		if got, err := parseFraction(s); err == nil {
 			t.Errorf("parseFraction(%q) = %v, want an error", s, got)
 		}
+	}
+}
+
+// TestLoadPowerKinds: the relay and exec sections, with their defaults.
+func TestLoadPowerKinds(t *testing.T) {
+	tests := []struct {
+		file string
+		want Power
+	}{
+		{"relay_good", Power{Kind: "relay", OffTime: Duration(5 * time.Second), Watch: Duration(time.Second),
+			Relay: Relay{Protocol: "numato", Serial: "A50285BI", Channels: 8, Channel: 0, Invert: true, Timeout: Duration(time.Second)}}},
+		{"exec_good", Power{Kind: "exec", OffTime: Duration(2 * time.Second), Watch: Duration(250 * time.Millisecond),
+			Exec: Exec{On: "pdu-ctl outlet 3 on", Off: "pdu-ctl outlet 3 off", Status: "pdu-ctl outlet 3 status", Timeout: Duration(10 * time.Second)}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			b, _, err := loadBoard("testdata/boards/" + tt.file + ".yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.Power != tt.want {
+				t.Errorf("power:\n got  %+v\n want %+v", b.Power, tt.want)
+			}
+			if b.Power.StartsPayload() {
+				t.Error("StartsPayload() is true for a board the bench does not start")
+			}
+		})
 	}
 }

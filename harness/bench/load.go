@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/satbench/hil/harness/relay"
 )
 
 // Defaults documented on the types.
@@ -40,10 +42,16 @@ const (
 	defaultAltitudeKm     = 550.0
 	defaultInclinationDeg = 97.6
 	defaultAppID          = 1
+	defaultOffTime        = Duration(2 * time.Second)
+	defaultWatch          = Duration(time.Second)
+	defaultRelayTimeout   = Duration(time.Second)
+	defaultExecTimeout    = Duration(10 * time.Second)
 	maxAppID              = 999
 	maxHWID               = math.MaxInt32 // hw_id is an int32 on the wire
 	exampleCallback       = "192.0.2.10:50053"
 )
+
+var relayProtocols = orList(relay.Protocols())
 
 // Load reads the bench at path and the boards it names, applies the
 // documented defaults and checks every rule. Each error is an *Error that
@@ -575,8 +583,10 @@ func loadBoard(path string) (*Board, *decoder, error) {
 		return nil, nil, readError(path, err)
 	}
 	b := &Board{
-		File:             path,
-		BootTimeout:      defaultBootTimeout,
+		File:        path,
+		BootTimeout: defaultBootTimeout,
+		Power: Power{OffTime: defaultOffTime, Watch: defaultWatch,
+			Relay: Relay{Timeout: defaultRelayTimeout}, Exec: Exec{Timeout: defaultExecTimeout}},
 		PayloadInterface: BoardPayloadInterface{AppID: defaultAppID},
 	}
 	fields := boardFields(b)
@@ -595,6 +605,15 @@ func loadBoard(path string) (*Board, *decoder, error) {
 	}
 	b.SSH.Key = d.resolve(b.SSH.Key)
 	b.Power.HostKey = d.resolve(b.Power.HostKey)
+	// No section, no defaults, as for payload_interface.
+	if b.Power.Kind != "relay" {
+		b.Power.Relay = Relay{}
+	} else if b.Power.Relay.Channels == 0 {
+		b.Power.Relay.Channels = relay.DefaultChannels(b.Power.Relay.Protocol)
+	}
+	if b.Power.Kind != "exec" {
+		b.Power.Exec = Exec{}
+	}
 	return b, d, nil
 }
 
@@ -607,9 +626,28 @@ func boardFields(b *Board) []field {
 			{key: "key", required: true, want: "the bus's private key file, relative to the board file, e.g. keys/bus_ed25519", into: &b.SSH.Key},
 			{key: "host_key", required: true, want: `the payload's public host key, e.g. "ssh-ed25519 AAAA..."`, into: &b.SSH.HostKey},
 		}},
-		{key: "power", required: true, want: "a mapping with keys kind, host_key", into: []field{
-			{key: "kind", required: true, want: "process", into: &b.Power.Kind},
+		{key: "power", required: true, want: "a mapping with keys kind, host_key, off_time, watch, relay, exec", into: []field{
+			{key: "kind", required: true, want: "process, relay or exec", into: &b.Power.Kind},
 			{key: "host_key", want: "the payload's private host key file, relative to the board file", into: &b.Power.HostKey},
+			{key: "off_time", into: &b.Power.OffTime},
+			{key: "watch", into: &b.Power.Watch},
+			{key: "relay", want: "a mapping with keys protocol, port, serial, channels, channel, invert, gap, timeout, simulate", into: []field{
+				{key: "protocol", required: true, want: relayProtocols, into: &b.Power.Relay.Protocol},
+				{key: "port", want: "the board's serial port by a stable path, e.g. /dev/serial/by-path/pci-0000:00:14.0-usb-0:2:1.0-port0", into: &b.Power.Relay.Port},
+				{key: "serial", want: `the board's USB serial number, e.g. "A50285BI"`, into: &b.Power.Relay.Serial},
+				{key: "channels", want: "the number of relays on the board, e.g. 8", into: &b.Power.Relay.Channels},
+				{key: "channel", required: true, want: "the relay that powers this payload, e.g. 1", into: &b.Power.Relay.Channel},
+				{key: "invert", want: "true for normally-closed wiring, else false", into: &b.Power.Relay.Invert},
+				{key: "gap", into: &b.Power.Relay.Gap},
+				{key: "timeout", into: &b.Power.Relay.Timeout},
+				{key: "simulate", want: "true to run a simulated board wired to the reference payload, else false", into: &b.Power.Relay.Simulate},
+			}},
+			{key: "exec", want: "a mapping with keys on, off, status, timeout", into: []field{
+				{key: "on", required: true, want: `a shell command that switches the payload on, e.g. "pdu-ctl outlet 3 on"`, into: &b.Power.Exec.On},
+				{key: "off", required: true, want: `a shell command that switches the payload off, e.g. "pdu-ctl outlet 3 off"`, into: &b.Power.Exec.Off},
+				{key: "status", want: `a shell command that prints on or off, e.g. "pdu-ctl outlet 3 status"`, into: &b.Power.Exec.Status},
+				{key: "timeout", into: &b.Power.Exec.Timeout},
+			}},
 		}},
 		{key: "boot_timeout", into: &b.BootTimeout},
 		{key: "oort", into: []field{
@@ -641,7 +679,8 @@ func (d *decoder) checkBoard(b *Board) error {
 		d.checkCallback(b),
 		d.checkKeyFile("ssh.key", b.SSH.Key, "the bus's private key file"),
 		d.at("ssh.host_key", checkHostKey(b.SSH.HostKey)),
-		d.at("power.kind", oneOf(b.Power.Kind, "power kind", "process")),
+		d.at("power.kind", oneOf(b.Power.Kind, "power kind", "process", "relay", "exec")),
+		d.checkPower(b.Power),
 		d.checkPowerHostKey(b.Power),
 		d.at("boot_timeout", positive(b.BootTimeout, defaultBootTimeout)),
 		d.checkApp(b.PayloadInterface),
@@ -659,10 +698,10 @@ func (d *decoder) checkBoardName(b *Board) error {
 // bench starts the payload itself and so can tell it which free port to
 // take. whose and example are for the message: "payload's", "192.0.2.10:22".
 func (d *decoder) checkPortZero(b *Board, field, addr, whose, example string) error {
-	if _, port, _ := net.SplitHostPort(addr); port != "0" || b.Power.Kind == "process" {
+	if _, port, _ := net.SplitHostPort(addr); port != "0" || b.Power.StartsPayload() {
 		return nil
 	}
-	return d.at(field, fmt.Errorf("port 0 (a free port the bench picks) needs power kind process, the only kind whose payload the bench starts itself; power.kind is %q: give the %s real port, e.g. %q", b.Power.Kind, whose, example))
+	return d.at(field, fmt.Errorf("port 0 (a free port the bench picks) needs power kind process or a simulated relay, whose payload the bench starts itself; power.kind is %q: give the %s real port, e.g. %q", b.Power.Kind, whose, example))
 }
 
 // checkOORTAddress checks the OORT agent's address, if the board has one,
@@ -726,16 +765,94 @@ func (d *decoder) checkApp(p BoardPayloadInterface) error {
 	)
 }
 
-// checkPowerHostKey requires power.host_key for kind process: the reference
-// payload cannot serve SSH without it.
+// checkPowerHostKey requires power.host_key where the bench starts the
+// reference payload, which cannot serve SSH without it, and refuses it
+// elsewhere, where nothing would read it.
 func (d *decoder) checkPowerHostKey(p Power) error {
-	if p.Kind != "process" {
+	if !p.StartsPayload() {
+		if p.HostKey != "" {
+			return d.at("power.host_key", fmt.Errorf("is set, but power kind %s does not start the reference payload; remove it (only kind process and a relay with simulate: true use it)", p.Kind))
+		}
 		return nil
 	}
 	if p.HostKey == "" {
-		return d.errorf(d.lines["power"], "power.host_key", "missing; power kind process needs the payload's private host key file, relative to the board file, e.g. keys/refpayload_host_ed25519")
+		what := "power kind process"
+		if p.Kind == "relay" {
+			what = "a simulated relay (relay.simulate: true) starts the reference payload, and"
+		}
+		return d.errorf(d.lines["power"], "power.host_key", "missing; %s needs the payload's private host key file, relative to the board file, e.g. keys/refpayload_host_ed25519", what)
 	}
 	return d.checkKeyFile("power.host_key", p.HostKey, "the payload's private host key file")
+}
+
+// checkPower checks that the section of the power kind is there, that the
+// other kind's is not, and the section's values.
+func (d *decoder) checkPower(p Power) error {
+	_, hasRelay := d.lines["power.relay"]
+	_, hasExec := d.lines["power.exec"]
+	for _, s := range []struct {
+		kind string
+		has  bool
+	}{{"relay", hasRelay}, {"exec", hasExec}} {
+		switch {
+		case s.kind == p.Kind && !s.has:
+			return d.errorf(d.lines["power"], "power."+s.kind, "missing; power kind %s needs the %s section", p.Kind, s.kind)
+		case s.kind != p.Kind && s.has:
+			return d.at("power."+s.kind, fmt.Errorf("is set, but power.kind is %s; remove it, or set power.kind: %s", p.Kind, s.kind))
+		}
+	}
+	if err := first(
+		d.at("power.off_time", positive(p.OffTime, defaultOffTime)),
+		d.at("power.watch", positive(p.Watch, defaultWatch)),
+	); err != nil {
+		return err
+	}
+	switch p.Kind {
+	case "relay":
+		return d.checkRelay(p.Relay)
+	case "exec":
+		return first(
+			d.at("power.exec.on", notEmpty(p.Exec.On, "a shell command")),
+			d.at("power.exec.off", notEmpty(p.Exec.Off, "a shell command")),
+			d.at("power.exec.timeout", positive(p.Exec.Timeout, defaultExecTimeout)),
+		)
+	}
+	return nil
+}
+
+// checkRelay checks a relay section against what the relay driver
+// accepts, so that a bench that loads can be switched.
+func (d *decoder) checkRelay(r Relay) error {
+	if err := first(
+		d.at("power.relay.protocol", oneOf(r.Protocol, "relay protocol", relay.Protocols()...)),
+		d.at("power.relay.timeout", positive(r.Timeout, defaultRelayTimeout)),
+		d.at("power.relay.gap", notNegative(r.Gap)),
+	); err != nil {
+		return err
+	}
+	if r.Simulate {
+		for _, f := range []string{"power.relay.port", "power.relay.serial"} {
+			if _, ok := d.lines[f]; ok {
+				return d.at(f, errors.New("is set, but relay.simulate is true: the bench makes the simulated board's port itself; remove one of the two"))
+			}
+		}
+	} else if err := relay.CheckPort(r.Protocol, relay.Port{Path: r.Port, Serial: r.Serial}); err != nil {
+		field := "power.relay.port"
+		if r.Port == "" && r.Serial != "" {
+			field = "power.relay.serial"
+		}
+		if _, ok := d.lines[field]; !ok {
+			return d.errorf(d.lines["power.relay"], field, "%v", err)
+		}
+		return d.at(field, err)
+	}
+	channels := r.Channels
+	if _, ok := d.lines["power.relay.channels"]; ok {
+		if err := relay.CheckChannels(r.Protocol, channels); err != nil {
+			return d.at("power.relay.channels", err)
+		}
+	}
+	return d.at("power.relay.channel", relay.CheckChannel(r.Protocol, channels, r.Channel))
 }
 
 // checkKeyFile checks that rel, the value of field, names an existing
