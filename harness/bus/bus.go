@@ -70,11 +70,15 @@ type Result struct {
 // Board is a board as the bus drives it.
 type Board struct {
 	Config *bench.Board
+	// Power switches the payload. Everything that switches it goes
+	// through Power, which the bus supervises (see supervised).
 	Power  power.Power
 	Remote remote.Config
 	// Console is the file the payload's console is captured in, if any;
 	// its tail goes into the reason of a window that fails to boot.
 	Console string
+
+	power *supervised // Power
 }
 
 // Bus drives windows on the boards of one bench.
@@ -124,7 +128,8 @@ func New(b *bench.Bench, st store.Store, queueDir string, powers map[string]powe
 		if p == nil {
 			return nil, fmt.Errorf("bus: board %s (%s): no power given", bc.Name, bc.File)
 		}
-		bus.Boards[bc.Name] = &Board{Config: bc, Power: p, Remote: rc}
+		sup := supervise(p)
+		bus.Boards[bc.Name] = &Board{Config: bc, Power: sup, Remote: rc, power: sup}
 	}
 	dl := b.Downlink
 	routes := map[string]downlink.Route{}
@@ -275,11 +280,20 @@ func (r *run) do(ctx context.Context) (objs []store.Object, err error) {
 		return nil, err
 	}
 	defer c.Close()
-	if err := r.signal(ctx, c); err != nil {
-		r.powerOff()
-		return nil, err
+	// From power-up to the window's end, power lost aborts the window.
+	wctx, abort := context.WithCancelCause(ctx)
+	watched := make(chan struct{})
+	go func() { defer close(watched); r.watch(wctx, abort) }()
+	err = r.signal(wctx, c)
+	if err == nil {
+		err = sleepUntil(wctx, w.End())
 	}
-	if err := sleepUntil(ctx, w.End()); err != nil {
+	if err != nil && wctx.Err() != nil && ctx.Err() == nil {
+		err = context.Cause(wctx) // the watch's reason, not what it interrupted
+	}
+	abort(nil)
+	<-watched
+	if err != nil {
 		r.powerOff()
 		return nil, err
 	}
@@ -332,11 +346,11 @@ func (r *run) powerUp(ctx context.Context) (*remote.Client, error) {
 	bctx, cancel := context.WithTimeoutCause(ctx, bootTimeout,
 		fmt.Errorf("no SSH within boot_timeout %v", bootTimeout))
 	defer cancel()
-	if s, ok := r.board.Power.(power.Stopper); ok {
+	if stopped, ok := r.board.power.stopped(); ok {
 		// A payload that dies while booting is reported at once.
 		go func() {
 			select {
-			case <-s.Stopped():
+			case <-stopped:
 				cancel()
 			case <-bctx.Done():
 			}
@@ -344,10 +358,7 @@ func (r *run) powerUp(ctx context.Context) (*remote.Client, error) {
 	}
 	c, err := remote.Wait(bctx, r.board.Remote)
 	if err != nil {
-		if st, _ := r.board.Power.State(ctx); st == power.Off && ctx.Err() == nil {
-			err = fmt.Errorf("payload went off while booting")
-		}
-		return nil, fmt.Errorf("%w%s", err, consoleTail(r.board.Console, 10))
+		return nil, fmt.Errorf("%w%s", r.bootFailure(ctx, err), consoleTail(r.board.Console, 10))
 	}
 	if err := signal.CheckPrerequisites(ctx, c); err != nil {
 		c.Close()
@@ -355,6 +366,25 @@ func (r *run) powerUp(ctx context.Context) (*remote.Client, error) {
 	}
 	go r.bus.retryUnstage(r.w.Board)
 	return c, nil
+}
+
+// bootFailure explains why a payload switched on did not answer: power
+// and payload disagree, and the power's own reading says which way.
+func (r *run) bootFailure(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return err
+	}
+	p := r.board.Power
+	st, serr := p.State(ctx)
+	switch {
+	case serr != nil:
+		return fmt.Errorf("%w; and the power cannot be read: %v", err, serr)
+	case st == power.Off:
+		return fmt.Errorf("payload went off while booting (%s reads off): %w", p, err)
+	case st == power.On:
+		return fmt.Errorf("%w, though %s reads on: is the payload wired to it, and powered?", err, p)
+	}
+	return fmt.Errorf("%w (%s cannot report its state: check that it powers the payload)", err, p)
 }
 
 // signal uplinks, places the config, configures and starts the window.
@@ -525,13 +555,13 @@ func (r *run) waitHalt(ctx context.Context) {
 	grace := r.bus.Bench.Timing.ShutdownGrace.D()
 	ctx, cancel := context.WithTimeout(ctx, grace)
 	defer cancel()
-	s, ok := r.board.Power.(power.Stopper)
+	stopped, ok := r.board.power.stopped()
 	if !ok {
 		<-ctx.Done()
 		return
 	}
 	select {
-	case <-s.Stopped():
+	case <-stopped:
 		r.event(Event{Kind: KindPower, Name: "halted"})
 	case <-ctx.Done():
 		r.event(Event{Kind: KindPower, Name: "still on", Detail: fmt.Sprintf("did not halt within shutdown_grace %v", grace)})

@@ -78,6 +78,13 @@ func TestWindowStates(t *testing.T) {
 			reason: `no board "nope" on bench sim`,
 		},
 		{
+			name: "payload halts mid-window",
+			w: bus.Window{ID: "5", User: "alice", Board: "refpayload", Duration: time.Hour,
+				Tasking: map[string]any{"user_command": cmd("/sbin/halt")}},
+			want:   []bus.State{bus.Scheduled, bus.Powering, bus.Booting, bus.Uplinking, bus.Configuring, bus.Started, bus.Aborted},
+			reason: "payload power lost mid-window: process refpayload reads off, and nothing switched it off",
+		},
+		{
 			name:   "user with a space",
 			w:      bus.Window{ID: "4", User: "a b", Board: "refpayload", Duration: time.Second},
 			want:   []bus.State{bus.Scheduled, bus.Aborted},

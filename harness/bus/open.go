@@ -13,6 +13,7 @@ import (
 
 	"github.com/satbench/hil/harness/bench"
 	"github.com/satbench/hil/harness/power"
+	"github.com/satbench/hil/harness/relay"
 	"github.com/satbench/hil/harness/store"
 	"github.com/satbench/hil/internal/netproxy"
 )
@@ -56,23 +57,32 @@ func Open(ctx context.Context, b *bench.Bench, dir string) (*Bus, error) {
 	}
 	powers := map[string]power.Power{}
 	consoles := map[string]string{}
-	roots := map[string]string{} // payload roots of process boards
+	roots := map[string]string{} // payload roots of the boards the bench starts
+	relays := map[relay.Port]*relay.Board{}
 	boards := make([]*bench.Board, len(b.Boards))
 	for i, bc := range b.Boards {
 		bc := *bc // the address may be resolved below; the bench stays as loaded
 		boards[i] = &bc
-		p, console, err := openPower(&bc, filepath.Join(dir, "boards", bc.Name))
+		dir := filepath.Join(dir, "boards", bc.Name)
+		p, console, closer, err := openPower(&bc, dir, relays)
 		if err != nil {
 			return fail(err)
 		}
+		closers = append(closers, closer)
 		powers[bc.Name] = p
-		consoles[bc.Name] = console.Name()
-		roots[bc.Name] = filepath.Join(dir, "boards", bc.Name, "root")
-		closers = append(closers, console.Close, func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			return p.Off(ctx)
-		})
+		if console != "" {
+			consoles[bc.Name] = console
+			roots[bc.Name] = filepath.Join(dir, "root")
+		}
+		if _, ok := p.(*wired); !ok {
+			// A simulated relay board's closer powers its payload off; its
+			// relay, which a scenario may have unplugged, goes with it.
+			closers = append(closers, func() error {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				return p.Off(ctx)
+			})
+		}
 	}
 	opened := *b
 	opened.Boards = boards
@@ -80,7 +90,7 @@ func Open(ctx context.Context, b *bench.Bench, dir string) (*Bus, error) {
 	if err != nil {
 		return fail(err)
 	}
-	pc, err := openPI(&opened, powers, roots, bus)
+	pc, err := openPI(&opened, roots, bus)
 	if err != nil {
 		bus.stopQueue()
 		return fail(err)
@@ -173,16 +183,45 @@ func openStore(ctx context.Context, b *bench.Bench, dir string) (store.Store, st
 	return nil, store.Config{}, nil, nil, fmt.Errorf("bus: bench %s: store.kind %q is not embedded, minio or s3", b.File, b.Store.Kind)
 }
 
-// openPower builds a board's power. For kind process, the reference
-// payload is this same executable re-run as a child, serving SSH on the
-// board's address with its filesystem rooted under dir; its output goes to
-// dir/console.log, returned for the caller to close.
-func openPower(bc *bench.Board, dir string) (power.Power, *os.File, error) {
-	fail := func(err error) (power.Power, *os.File, error) {
-		return nil, nil, fmt.Errorf("bus: board %s (%s): %w", bc.Name, bc.File, err)
+// openPower builds a board's power, and returns with it the file its
+// console goes to (for the boards the bench starts) and what closes what
+// it opened. relays holds the real relay boards opened so far, by port.
+func openPower(bc *bench.Board, dir string, relays map[relay.Port]*relay.Board) (p power.Power, console string, closer func() error, err error) {
+	fail := func(err error) (power.Power, string, func() error, error) {
+		return nil, "", nil, fmt.Errorf("bus: board %s (%s): %w", bc.Name, bc.File, err)
 	}
-	if bc.Power.Kind != "process" {
-		return fail(fmt.Errorf("power.kind %q is not supported yet (want process)", bc.Power.Kind))
+	if !bc.Power.StartsPayload() {
+		p, err := standalonePower(bc, relays, 0, nil)
+		if err != nil {
+			return fail(err)
+		}
+		return p, "", func() error { return nil }, nil
+	}
+	proc, f, err := payloadProcess(bc, dir)
+	if err != nil {
+		return fail(err)
+	}
+	if bc.Power.Kind == "process" {
+		return proc, f.Name(), f.Close, nil
+	}
+	w, err := simulateRelay(bc, proc, dir)
+	if err != nil {
+		f.Close()
+		return fail(fmt.Errorf("simulated %s relay: %w", bc.Power.Relay.Protocol, err))
+	}
+	return w, f.Name(), func() error {
+		// The payload goes off with its relay board.
+		return errors.Join(w.sim.Close(), proc.Off(context.Background()), f.Close())
+	}, nil
+}
+
+// payloadProcess builds the reference payload of a board the bench
+// starts: this same executable re-run as a child, serving SSH on the
+// board's address with its filesystem rooted under dir; its output goes
+// to dir/console.log, returned for the caller to close.
+func payloadProcess(bc *bench.Board, dir string) (*power.Process, *os.File, error) {
+	fail := func(err error) (*power.Process, *os.File, error) {
+		return nil, nil, fmt.Errorf("bus: board %s (%s): %w", bc.Name, bc.File, err)
 	}
 	for _, addr := range []*string{&bc.Address, &bc.OORT.Address, &bc.PayloadInterface.Callback} {
 		if strings.HasSuffix(*addr, ":0") {

@@ -31,7 +31,7 @@ const (
 // openPI starts the Payload Controller if any board runs a payload app,
 // and writes each such process board's app-side files into its root.
 // roots maps a process board to its payload root.
-func openPI(b *bench.Bench, powers map[string]power.Power, roots map[string]string, bus *Bus) (*pi.Controller, error) {
+func openPI(b *bench.Bench, roots map[string]string, bus *Bus) (*pi.Controller, error) {
 	var apps []*bench.Board
 	for _, bc := range b.Boards {
 		if bc.RunsApp() {
@@ -80,8 +80,8 @@ func openPI(b *bench.Bench, powers map[string]power.Power, roots map[string]stri
 	}
 	for _, bc := range apps {
 		a := bc.PayloadInterface
-		p := powers[bc.Name]
-		pc.Apps = append(pc.Apps, pi.App{Board: bc.Name, Key: a.Key, AppID: a.AppID, Callback: a.Callback, Power: p})
+		p := bus.Boards[bc.Name].Power
+		pc.Apps = append(pc.Apps, pi.App{Board: bc.Name, Key: a.Key, AppID: a.AppID, Callback: a.Callback, Power: p, OffTime: bc.Power.OffTime.D()})
 		pc.Hardware[int32(a.HWID)] = p
 		if root, ok := roots[bc.Name]; ok {
 			if err := writeAppFiles(root, bc, host, port, ca); err != nil {

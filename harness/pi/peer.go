@@ -346,10 +346,11 @@ func (p *peer) unhealthy() bool {
 		pctx, cancel := context.WithTimeout(p.c.ctx, 30*time.Second)
 		defer cancel()
 		p.c.Forget(p.app.Board, "power-cycled after failed health checks")
-		err := p.app.Power.Off(pctx)
-		if err == nil {
-			err = p.app.Power.On(pctx)
+		off := p.app.OffTime
+		if off <= 0 {
+			off = 2 * time.Second
 		}
+		err := p.app.Power.Cycle(pctx, off)
 		p.c.emit(Event{Board: p.app.Board, Kind: EventPowerCycled, Detail: errText(err)})
 	})
 	return true

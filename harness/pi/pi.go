@@ -68,6 +68,8 @@ type App struct {
 	// Power is the board's power, which health_check_fail_action 1
 	// cycles; nil: the fail action is reported but cannot be carried out.
 	Power power.Power
+	// OffTime is how long that cycle keeps the payload off; 0: 2s.
+	OffTime time.Duration
 }
 
 // Cookie is the cookie the app's calls carry.

@@ -33,6 +33,11 @@ func (g *gatedPower) Off(ctx context.Context) error {
 	return g.Power.Off(ctx)
 }
 
+// Cycle goes through the gated Off.
+func (g *gatedPower) Cycle(ctx context.Context, off time.Duration) error {
+	return power.OffOn(ctx, g, off)
+}
+
 func TestPayloadPowerControl(t *testing.T) {
 	pw := payloadPower(t)
 	gated := &gatedPower{Power: payloadPower(t), entered: make(chan struct{}), gate: make(chan struct{})}
