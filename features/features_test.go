@@ -8,12 +8,14 @@ import (
 	"testing"
 
 	"github.com/satbench/hil/fixtures/payload"
+	"github.com/satbench/hil/harness/cli"
 	"github.com/satbench/hil/harness/steps"
 	"github.com/satbench/hil/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
 	payload.RunIfChild() // the sim bench runs the reference payload as this binary
+	cli.RunIfChild()     // the power steps run "hil power" as this binary
 	os.Exit(m.Run())
 }
 

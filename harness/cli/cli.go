@@ -28,8 +28,20 @@ const usage = `usage:
   hil run [--bench FILE] [--tags EXPR] [--format pretty|progress|junit:FILE|cucumber:FILE] [-v] [features...]
   hil bench downlink [--bench FILE] [--files N] [--size SIZE]
   hil bench pi [--apps N] [--duration D] [--health D]
+  hil power on|off|cycle|status BOARD [--bench FILE] [--off D] [--wait D]
+  hil relaysim --protocol lcus|numato|kmtronic|denkovi|devantech [--channels N]
   hil version
 `
+
+// RunIfChild runs the command line and exits, if this process was started
+// by the feature steps to run "hil ..." (steps.CLIChildEnv): a test binary
+// that runs the features calls it first thing, as the hil binary runs the
+// command line anyway.
+func RunIfChild() {
+	if os.Getenv(steps.CLIChildEnv) == "1" {
+		os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
+	}
+}
 
 // Main runs the hil command with args (without the program name) and
 // returns the exit status: 0 only when everything asked for passed, 1 when
@@ -44,6 +56,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return run(args[1:], stdout, stderr)
 	case "bench":
 		return benchCmd(args[1:], stdout, stderr)
+	case "power":
+		return powerCmd(args[1:], stdout, stderr)
+	case "relaysim":
+		return relaysimCmd(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "hil", version())
 		return 0
@@ -51,7 +67,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
-	fmt.Fprintf(stderr, "hil: unknown command %q (want run, bench or version)\n%s", args[0], usage)
+	fmt.Fprintf(stderr, "hil: unknown command %q (want run, bench, power, relaysim or version)\n%s", args[0], usage)
 	return 2
 }
 

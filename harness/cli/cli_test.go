@@ -2,6 +2,8 @@ package cli
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -37,6 +39,16 @@ func TestMainErrors(t *testing.T) {
 		{"bench no files", []string{"bench", "downlink", "--files", "0"}, 2, "--files 0: want 1 or more"},
 		{"bench extra argument", []string{"bench", "downlink", "now"}, 2, `unexpected argument "now"`},
 		{"bench broken bench", []string{"bench", "downlink", "--bench", "testdata/broken-bench.yaml"}, 2, `testdata/broken-bench.yaml:7: colour`},
+		{"power without an operation", []string{"power"}, 2, "got nothing; want on, off, cycle or status, then a board"},
+		{"power unknown operation", []string{"power", "toggle", "refpayload"}, 2, `got "toggle"; want on, off, cycle or status`},
+		{"power without a board", []string{"power", "on", "--bench", "../../benches/sim.yaml"}, 2, "want one board, got 0 arguments"},
+		{"power two boards", []string{"power", "on", "a", "b", "--bench", "../../benches/sim.yaml"}, 2, "want one board, got 2 arguments"},
+		{"power unknown board", []string{"power", "on", "nosuch", "--bench", "../../benches/sim.yaml"}, 2, `has no board "nosuch"; its boards: [refpayload]`},
+		{"power process board", []string{"power", "status", "refpayload", "--bench", "../../benches/sim.yaml"}, 2, "exists only during it"},
+		{"power broken bench", []string{"power", "on", "x", "--bench", "testdata/broken-bench.yaml"}, 2, `testdata/broken-bench.yaml:7: colour`},
+		{"power negative off", []string{"power", "cycle", "x", "--off", "-1s"}, 2, "want --off 0 or more"},
+		{"relaysim unknown protocol", []string{"relaysim", "--protocol", "sainsmart"}, 2, "sainsmart"},
+		{"relaysim extra argument", []string{"relaysim", "--protocol", "lcus", "now"}, 2, `unexpected argument "now"`},
 		{"undefined step fails", []string{"run", "--bench", "../../benches/sim.yaml", "--format", "progress", "testdata/undefined.feature"}, 1, ""},
 	}
 	for _, tt := range tests {
@@ -89,5 +101,51 @@ func TestMinIOMissing(t *testing.T) {
 	got := Main([]string{"run", "--bench", "../../benches/sim-minio.yaml", "testdata/pass.feature"}, &out, &errb)
 	if got != 2 || !strings.Contains(errb.String(), "make minio") || strings.Count(errb.String(), "\n") != 1 {
 		t.Errorf("status %d, stderr %q; want 2 and one line saying to run make minio", got, errb.String())
+	}
+}
+
+// TestPowerExec switches an exec board (a PDU whose state is a file) with
+// hil power and reads what it prints.
+func TestPowerExec(t *testing.T) {
+	dir := t.TempDir()
+	outlet := filepath.Join(dir, "outlet")
+	key, err := filepath.Abs("../../boards/keys/bus_ed25519")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(dir, "boards"), 0o755)
+	os.WriteFile(filepath.Join(dir, "bench.yaml"), []byte("name: pdu\nsatellite: FM1\nstore: {bucket: hil-downlink}\nboards_dir: boards\nboards: [cam]\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "boards", "cam.yaml"), []byte(`name: cam
+address: 192.0.2.10:22
+ssh:
+  user: signaling
+  key: `+key+`
+  host_key: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMIji8XA38P8o9+6OVqGtQTUXQ+3nI8lCEl0ecTpr5Cb hil reference payload test key
+power:
+  kind: exec
+  off_time: 10ms
+  exec:
+    on: echo on > `+outlet+`
+    off: echo off > `+outlet+`
+    status: cat `+outlet+`
+`), 0o644)
+	bench := filepath.Join(dir, "bench.yaml")
+	for _, tt := range []struct {
+		op, want string
+	}{
+		{"on", "cam: on (exec cam)\n"},
+		{"status", "cam: on (exec cam)\n"},
+		{"off", "cam: off (exec cam)\n"},
+		{"cycle", "cam: on (exec cam)\n"},
+	} {
+		var out, errb bytes.Buffer
+		if got := Main([]string{"power", tt.op, "cam", "--bench", bench}, &out, &errb); got != 0 || out.String() != tt.want {
+			t.Errorf("hil power %s: status %d, printed %q (stderr %q); want 0 and %q", tt.op, got, out.String(), errb.String(), tt.want)
+		}
+	}
+	os.WriteFile(outlet, []byte("tripped\n"), 0o644)
+	var out, errb bytes.Buffer
+	if got := Main([]string{"power", "status", "cam", "--bench", bench}, &out, &errb); got != 1 || !strings.Contains(errb.String(), `printed "tripped\n"; want on or off`) {
+		t.Errorf("hil power status of a tripped outlet: status %d, stderr %q; want 1 and the status output quoted", got, errb.String())
 	}
 }

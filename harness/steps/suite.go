@@ -110,6 +110,7 @@ func initScenario(sc *godog.ScenarioContext, opts Options) {
 	signalingSteps(sc)
 	downlinkSteps(sc)
 	piSteps(sc)
+	powerSteps(sc)
 }
 
 type worldKey struct{}

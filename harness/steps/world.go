@@ -32,6 +32,7 @@ type world struct {
 	result  *bus.Result
 	cancel  context.CancelCauseFunc
 
+	relay    *relayBench    // a standalone simulated relay board, for hil power
 	sent     []*sent        // files the scenario put on the payload to go down
 	cleanups []func() error // run when the scenario ends, before the bus closes
 }
@@ -52,7 +53,7 @@ func (w *world) payloadRoot() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if bc.Power.Kind != "process" {
+	if !bc.Power.StartsPayload() {
 		return "", fmt.Errorf("board %s is not a local process (power kind %s): its disk cannot be read while it is off", bc.Name, bc.Power.Kind)
 	}
 	return filepath.Join(w.dir, "boards", bc.Name, "root"), nil
