@@ -630,12 +630,14 @@ func gnssReceived(ctx context.Context, n int, apart string) error {
 			before = append(before, e)
 		}
 	}
-	// One may cross the stop in flight; none may start after it.
-	if len(before) < n || len(data) > len(before)+1 {
-		return fmt.Errorf("%d GNSS messages before the stop and %d after, want %d before and none after", len(before), len(data)-len(before), n)
+	// A message is recorded when the app answers it, and the app asks to
+	// stop once it has its n-th: that answer, or one more message already
+	// on its way, may be recorded after the stop's. None may start later.
+	if len(data) < n || len(data) > n+1 || len(data) > len(before)+1 {
+		return fmt.Errorf("%d GNSS messages before the stop's answer and %d after, want %d, at most one of them after", len(before), len(data)-len(before), n)
 	}
-	for i := 1; i < len(before); i++ {
-		if got := before[i].Time.Sub(before[i-1].Time); got < gap/2 || got > gap+time.Second {
+	for i := 1; i < len(data); i++ {
+		if got := data[i].Time.Sub(data[i-1].Time); got < gap/2 || got > gap+time.Second {
 			return fmt.Errorf("GNSS messages %d and %d came %v apart, want about %v", i, i+1, got.Round(time.Millisecond), gap)
 		}
 	}
