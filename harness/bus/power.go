@@ -309,14 +309,7 @@ func simulateRelay(bc *bench.Board, proc *power.Process, dir string) (*wired, er
 		proc.Off(context.Background())
 		return nil, err
 	}
-	cfg := relayConfig(bc, sim.Port())
-	if cfg.Gap == 0 && r.Protocol == "denkovi" {
-		// A pty can hold bytes back for tens of milliseconds, and the
-		// simulator times a command by when it reads it: keep well clear
-		// of the board's 50ms.
-		cfg.Gap = 100 * time.Millisecond
-	}
-	ch, err := openRelay(bc, map[relay.Port]*relay.Board{}, cfg)
+	ch, err := openRelay(bc, map[relay.Port]*relay.Board{}, relayConfig(bc, sim.Port()))
 	if err != nil {
 		sim.Close()
 		proc.Off(context.Background())

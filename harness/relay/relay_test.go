@@ -48,19 +48,6 @@ func startSim(t *testing.T, cfg relaysim.Config) *relaysim.Sim {
 	return sim
 }
 
-// simGap is the Gap that tests which are not about the gap give a board
-// whose simulator checks it (denkovi). The simulator stamps a command
-// when its goroutine reads it from the pty, and on this kind of host (a
-// VM) the pty now and then delivers bytes tens of milliseconds late (seen:
-// 60ms): a command stamped late makes the next look too fast, though the
-// driver kept the gap. TestDenkoviGap tests the default gap.
-func simGap(protocol string) time.Duration {
-	if protocol == "denkovi" {
-		return 100 * time.Millisecond
-	}
-	return 0
-}
-
 func openBoard(t *testing.T, cfg Config) *Board {
 	t.Helper()
 	if cfg.Holder == "" {
@@ -126,7 +113,7 @@ func TestBytes(t *testing.T) {
 				t.Parallel()
 				ctx := testContext(t)
 				sim := startSim(t, relaysim.Config{Protocol: tt.protocol, Channels: tt.channels})
-				b := openBoard(t, Config{Protocol: tt.protocol, Port: Port{Path: sim.Path()}, Channels: tt.channels, Gap: simGap(tt.protocol)})
+				b := openBoard(t, Config{Protocol: tt.protocol, Port: Port{Path: sim.Path()}, Channels: tt.channels})
 				c := &Channel{Board: b, Channel: tt.ch, Invert: invert, Name: "cam"}
 
 				on, off := tt.energise, tt.release
@@ -219,7 +206,7 @@ func TestConformance(t *testing.T) {
 				t.Parallel()
 				powertest.Run(t, func(t *testing.T) power.Power {
 					sim := startSim(t, relaysim.Config{Protocol: protocol})
-					b := openBoard(t, Config{Protocol: protocol, Port: Port{Path: sim.Path()}, Gap: simGap(protocol)})
+					b := openBoard(t, Config{Protocol: protocol, Port: Port{Path: sim.Path()}})
 					first, _ := b.Channels()
 					c := &Channel{Board: b, Channel: first + 1, Invert: invert, Name: "cam"}
 					if invert && b.CanReadBack() {
@@ -749,12 +736,12 @@ func TestConcurrent(t *testing.T) {
 			ctx := testContext(t)
 			sim := startSim(t, relaysim.Config{Protocol: protocol})
 			var waits atomic.Int32
-			cfg := Config{Protocol: protocol, Port: Port{Path: sim.Path()}, Gap: simGap(protocol), OnWait: func(string) { waits.Add(1) }}
+			cfg := Config{Protocol: protocol, Port: Port{Path: sim.Path()}, OnWait: func(string) { waits.Add(1) }}
 			boards := []*Board{openBoard(t, cfg), openBoard(t, cfg)}
 			first, last := boards[0].Channels()
 			rounds := 3
 			if protocol == "denkovi" {
-				rounds = 1 // simGap a command
+				rounds = 1 // the 50ms gap a command
 			}
 			var wg sync.WaitGroup
 			errs := make(chan error, 1000)
