@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/satbench/hil/fixtures/relaysim"
 	"github.com/satbench/hil/harness/bench"
 	"github.com/satbench/hil/harness/bus"
 	"github.com/satbench/hil/harness/power"
@@ -23,8 +22,7 @@ func openRelayed(t testing.TB, protocol string, channel int, invert bool) *bus.B
 	}
 	bc := *b.Boards[0]
 	bc.Power.Kind = "relay"
-	bc.Power.Relay = bench.Relay{Protocol: protocol, Channel: channel, Invert: invert, Simulate: true,
-		Channels: relaysim.DefaultChannels(protocol), Timeout: bench.Duration(time.Second)}
+	bc.Power.Relay = bench.Relay{Protocol: protocol, Channel: channel, Invert: invert, Simulate: true}
 	b.Boards[0] = &bc
 	bs, err := bus.Open(context.Background(), b, t.TempDir())
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/satbench/hil/harness/bench"
 	"github.com/satbench/hil/harness/bus"
 	"github.com/satbench/hil/harness/power"
+	"github.com/satbench/hil/harness/relay"
 	"github.com/satbench/hil/harness/remote"
 )
 
@@ -83,12 +84,13 @@ func simulatedRelay(ctx context.Context, board, protocol string, channel int) er
 
 // wireRelay powers bc, a reference payload, through a simulated relay.
 func wireRelay(bc *bench.Board, protocol string, channel int) error {
-	bc.Power.Kind = "relay"
-	bc.Power.Relay = bench.Relay{Protocol: protocol, Channel: channel, Simulate: true,
-		Channels: relaysim.DefaultChannels(protocol), Timeout: bench.Duration(time.Second)}
-	if bc.Power.Relay.Channels == 0 {
-		return fmt.Errorf("%q is not a relay protocol; want one of %v", protocol, relaysim.Protocols())
+	// The checks a board file gets; zero size and timeout are the
+	// driver's and the simulator's defaults.
+	if err := relay.CheckChannel(protocol, 0, channel); err != nil {
+		return err
 	}
+	bc.Power.Kind = "relay"
+	bc.Power.Relay = bench.Relay{Protocol: protocol, Channel: channel, Simulate: true}
 	return nil
 }
 
