@@ -74,15 +74,6 @@ func Open(ctx context.Context, b *bench.Bench, dir string) (*Bus, error) {
 			consoles[bc.Name] = console
 			roots[bc.Name] = filepath.Join(dir, "root")
 		}
-		if _, ok := p.(*wired); !ok {
-			// A simulated relay board's closer powers its payload off; its
-			// relay, which a scenario may have unplugged, goes with it.
-			closers = append(closers, func() error {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				return p.Off(ctx)
-			})
-		}
 	}
 	opened := *b
 	opened.Boards = boards
@@ -184,35 +175,40 @@ func openStore(ctx context.Context, b *bench.Bench, dir string) (store.Store, st
 }
 
 // openPower builds a board's power, and returns with it the file its
-// console goes to (for the boards the bench starts) and what closes what
-// it opened. relays holds the real relay boards opened so far, by port.
+// console goes to (for the boards the bench starts) and what powers the
+// payload off and closes what it opened. relays holds the real relay
+// boards opened so far, by port.
 func openPower(bc *bench.Board, dir string, relays map[relay.Port]*relay.Board) (p power.Power, console string, closer func() error, err error) {
 	fail := func(err error) (power.Power, string, func() error, error) {
 		return nil, "", nil, fmt.Errorf("bus: board %s (%s): %w", bc.Name, bc.File, err)
+	}
+	off := func(p power.Power) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return p.Off(ctx)
 	}
 	if !bc.Power.StartsPayload() {
 		p, err := standalonePower(bc, relays, 0, nil)
 		if err != nil {
 			return fail(err)
 		}
-		return p, "", func() error { return nil }, nil
+		return p, "", func() error { return off(p) }, nil
 	}
 	proc, f, err := payloadProcess(bc, dir)
 	if err != nil {
 		return fail(err)
 	}
 	if bc.Power.Kind == "process" {
-		return proc, f.Name(), f.Close, nil
+		return proc, f.Name(), func() error { return errors.Join(off(proc), f.Close()) }, nil
 	}
 	w, err := simulateRelay(bc, proc, dir)
 	if err != nil {
 		f.Close()
 		return fail(fmt.Errorf("simulated %s relay: %w", bc.Power.Relay.Protocol, err))
 	}
-	return w, f.Name(), func() error {
-		// The payload goes off with its relay board.
-		return errors.Join(w.sim.Close(), proc.Off(context.Background()), f.Close())
-	}, nil
+	// The payload goes off with its relay board, which a scenario may
+	// have unplugged: switching the relay off could then only fail.
+	return w, f.Name(), func() error { return errors.Join(w.sim.Close(), off(proc), f.Close()) }, nil
 }
 
 // payloadProcess builds the reference payload of a board the bench
