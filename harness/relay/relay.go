@@ -177,9 +177,6 @@ func (b *Board) String() string {
 	return fmt.Sprintf("%s relay board on %s", b.proto.name, b.cfg.Port)
 }
 
-// Protocol returns the board's protocol.
-func (b *Board) Protocol() string { return b.proto.name }
-
 // Channels returns the board's valid channel range, in its protocol's
 // numbering: numato counts from 0, the others from 1.
 func (b *Board) Channels() (first, last int) {
