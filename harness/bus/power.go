@@ -208,9 +208,9 @@ func (w *wired) await(ctx context.Context, powered bool) error {
 	}
 }
 
-// ErrStartedByBench is StandalonePower's error for a board whose payload
+// errStartedByBench is StandalonePower's error for a board whose payload
 // the bench starts itself.
-var ErrStartedByBench = errors.New("its payload is the reference payload process, which the bench starts for a run and which exists only during it; outside a run there is nothing to switch (boards on a relay board or exec commands can be switched)")
+var errStartedByBench = errors.New("its payload is the reference payload process, which the bench starts for a run and which exists only during it; outside a run there is nothing to switch (boards on a relay board or exec commands can be switched)")
 
 // StandalonePower returns the power of a board that can be switched
 // outside a run, as hil power does: power kinds relay (a real board) and
@@ -218,7 +218,7 @@ var ErrStartedByBench = errors.New("its payload is the reference payload process
 // onWait, if set, hears when it has to.
 func StandalonePower(bc *bench.Board, wait time.Duration, onWait func(holder string)) (power.Power, error) {
 	if bc.Power.StartsPayload() {
-		return nil, fmt.Errorf("board %s (%s): %w", bc.Name, bc.File, ErrStartedByBench)
+		return nil, fmt.Errorf("board %s (%s): %w", bc.Name, bc.File, errStartedByBench)
 	}
 	p, err := standalonePower(bc, map[relay.Port]*relay.Board{}, wait, onWait)
 	if err != nil {
