@@ -223,12 +223,16 @@ func (m *MinIO) run(ctx context.Context) (inUse bool, err error) {
 	return false, nil
 }
 
-// waitReady asks the server's readiness probe until it says yes, the
-// server exits, or the deadline passes.
+// waitReady asks the server's cluster probe until it says yes, the server
+// exits, or the deadline passes. The readiness probe is no use: it answers
+// 200 before the object layer is up (a header says "offline"), and a PUT
+// then fails "Server not initialized yet", most often after a restart on
+// existing data. The cluster probe answers 200 only once the object layer,
+// bucket metadata and IAM are up and the drive has write quorum.
 func (m *MinIO) waitReady(ctx context.Context, p *minioProc) error {
 	ctx, cancel := context.WithTimeout(ctx, minioReadyTimeout)
 	defer cancel()
-	url := "http://" + m.cfg.Endpoint + "/minio/health/ready"
+	url := "http://" + m.cfg.Endpoint + "/minio/health/cluster"
 	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 	defer client.CloseIdleConnections()
 	var last error
