@@ -31,8 +31,39 @@ type Bench struct {
 	// file has the section, so a bench without one serves on the
 	// contract's port.
 	PayloadInterface PayloadInterface `yaml:"payload_interface"`
+	// Network is the bench's Ethernet. Without the section (the sim
+	// bench) the bus reaches its payloads on loopback.
+	Network Network `yaml:"network"`
 
 	Boards []*Board `yaml:"-"` // loaded, in BoardNames order
+}
+
+// Network is the Ethernet between the bus and its payloads, built for
+// each run in a network namespace of its own (harness/netlab): a bridge
+// holding the bus's address, a tap per QEMU payload and a veth per
+// process payload. It needs root. Every board's addresses are then on
+// that network, with real ports.
+type Network struct {
+	// BusAddress is the bus's IPv4 address on the bridge with the
+	// network's prefix length, e.g. "10.42.0.1/24". Required in the
+	// section; a bench without the section has no network.
+	BusAddress string `yaml:"bus_address"`
+	// Shape shapes every payload's link both ways. Default none.
+	Shape Shape `yaml:"shape"`
+}
+
+// Enabled reports whether the bench has a network of its own.
+func (n Network) Enabled() bool { return n.BusAddress != "" }
+
+// Shape is what a payload's link does to its traffic, in each direction.
+// The zero Shape passes everything at once.
+type Shape struct {
+	Rate   BitRate  `yaml:"rate"`   // 0 (default): unlimited
+	Delay  Duration `yaml:"delay"`  // one way; not negative
+	Jitter Duration `yaml:"jitter"` // at most delay
+	// Loss is the fraction of packets lost, "0.01" or "1%"; at least 0,
+	// less than 1.
+	Loss float64 `yaml:"loss"`
 }
 
 // PayloadInterface configures the Payload Controller: where it serves, how
@@ -286,13 +317,37 @@ type Power struct {
 	Watch Duration `yaml:"watch"`
 	Relay Relay    `yaml:"relay"` // kind relay only
 	Exec  Exec     `yaml:"exec"`  // kind exec only
+	QEMU  QEMU     `yaml:"qemu"`  // kind qemu only
 }
 
 // StartsPayload reports whether the bench starts the payload itself, as
-// the reference payload process: power kind process, or a simulated relay
-// wired to that process.
+// the reference payload: power kind process, a simulated relay wired to
+// that process, or kind qemu, a virtual machine booting it.
 func (p Power) StartsPayload() bool {
+	return p.LocalProcess() || p.Kind == "qemu"
+}
+
+// LocalProcess reports whether the payload is the reference payload as a
+// local process, whose filesystem is a directory of the bench's: power
+// kind process, or a simulated relay wired to that process.
+func (p Power) LocalProcess() bool {
 	return p.Kind == "process" || p.Kind == "relay" && p.Relay.Simulate
+}
+
+// QEMU is a payload that is a QEMU aarch64 virtual machine booting the
+// payload image (power kind qemu): power on boots it, power off stops it
+// dead. It needs a bench with a network: its Ethernet is a tap on the
+// bench bridge.
+type QEMU struct {
+	// Kernel and Initrd are the image `make image` builds, relative to
+	// the board file; default ../build/image/Image and
+	// ../build/image/initramfs.cpio.gz. After Load they hold the paths
+	// resolved against the board file's directory.
+	Kernel string `yaml:"kernel"`
+	Initrd string `yaml:"initrd"`
+	CPU    string `yaml:"cpu"`    // default cortex-a57
+	SMP    int    `yaml:"smp"`    // vCPUs, from 1 to 8; default 2
+	Memory string `yaml:"memory"` // e.g. "256M" (default), "1G"
 }
 
 // Relay is the relay channel that switches a payload (power kind relay).

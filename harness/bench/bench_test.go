@@ -18,7 +18,7 @@ const testHostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDN3olJZBw4hX/6lXvoULs3
 
 // Messages repeated across cases.
 const (
-	benchKeys    = "name, satellite, signaling, store, boards, boards_dir, timing, downlink, payload_interface"
+	benchKeys    = "name, satellite, signaling, store, boards, boards_dir, timing, downlink, payload_interface, network"
 	storeKeys    = "kind, endpoint, secure, region, bucket, prefix, access_key_env, secret_key_env"
 	downlinkKeys = "topics, routes, ttl, uploads, retry, link"
 	boardKeys    = "name, address, ssh, power, boot_timeout, oort, payload_interface"
@@ -193,6 +193,18 @@ var loadErrorTests = []struct {
 	{"listen_any_on_oort", `:7: payload_interface.listen: ":2402" takes the port of the OORT address "127.0.0.1:2402" of board "kappa" (testdata/boards/kappa.yaml:11); ` + wantListen},
 	{"listen_any_on_callback", `:7: payload_interface.listen: "0.0.0.0:2403" takes the port of the app callback address "127.0.0.1:2403" of board "kappa" (testdata/boards/kappa.yaml:15); ` + wantListen},
 
+	// network: the bench's own Ethernet.
+	{"net_bad_addr", `:7: network.bus_address: "10.42.0.1" is not an address with a prefix length; want e.g. "10.42.0.1/24"`},
+	{"net_v6", `:7: network.bus_address: "fd00::1/64" is not IPv4; want e.g. "10.42.0.1/24"`},
+	{"net_prefix31", `:7: network.bus_address: "10.42.0.1/31" leaves no room for payloads; want a prefix length of at most 30, e.g. "10.42.0.1/24"`},
+	{"net_network_addr", `:7: network.bus_address: "10.42.0.0/24" is the network's own address; want a host address in it, e.g. "10.42.0.1/24"`},
+	{"net_missing_addr", `:6: network.bus_address: missing; want the bus's IPv4 address and prefix length on the bench bridge, e.g. "10.42.0.1/24"`},
+	{"net_jitter", `:8: network.shape.jitter: is 20ms, more than shape.delay 10ms; want at most the delay`},
+	{"net_loss", `:8: network.shape.loss: "100%" is 100% or more: every frame would be lost; want a fraction at least 0 and less than 1, like 0.01, or a percentage like "1%"`},
+	{"net_rate", `:8: network.shape.rate: "fast" is not a bit rate; want bit/s as a whole number or with a unit, like 9600, "250kbit/s", "1.5Mbit/s" or "10Gbit/s" (k, M, G are 1e3, 1e6, 1e9; bps, kbps, Mbps, Gbps and kbit work too); 0 for no limit`},
+	{"net_listen_loopback", `:9: payload_interface.listen: "127.0.0.1:0" is not on the bench network, where payload apps dial it; want the bus address, e.g. "10.42.0.1:50051", or no host, e.g. ":50051"`},
+	{"net_unknown", `:8: network.nic: unknown key "nic"; want one of bus_address, shape`},
+
 	// The file as a whole.
 	{"empty", `:1: file is empty; want a bench: a mapping with keys ` + benchKeys},
 	{"comments_only", `:1: file is empty; want a bench: a mapping with keys ` + benchKeys},
@@ -235,6 +247,13 @@ func TestLoadBoardErrors(t *testing.T) {
 		// An hw_id left to its default is placed at the section.
 		{"app_hw_id_default_twice", `testdata/boards/lambda-twin.yaml:10: payload_interface.hw_id: board "lambda-twin" has hw_id 0 (the default), already the hw_id of board "lambda" (testdata/boards/lambda.yaml:11) on bench testdata/benches/app_hw_id_default_twice.yaml; give each board that runs an app its own hw_id, e.g. 1`},
 		// When the bench leaves listen to its default, the board is at fault.
+		// Boards against the bench's network.
+		{"qemu_no_network", `testdata/benches/qemu_no_network.yaml:5: boards[0]: board "qemu_good" has power kind qemu, whose Ethernet is a tap on the bench bridge, but bench testdata/benches/qemu_no_network.yaml has no network section; add one, e.g. network: {bus_address: 10.42.0.1/24}`},
+		{"net_off", `testdata/boards/qemu_off_net.yaml:2: address: "10.43.0.2:22" is not on network 10.42.0.0/24 of bench testdata/benches/net_off.yaml; want an address in it, e.g. "10.42.0.2:22"`},
+		{"net_bus_addr", `testdata/boards/qemu_bus_addr.yaml:2: address: "10.42.0.1:22" is the bus's own address on bench testdata/benches/net_bus_addr.yaml; want another address in 10.42.0.0/24, e.g. "10.42.0.2:22"`},
+		{"net_port0", `testdata/boards/qemu_port0.yaml:2: address: port 0 (a free port the bench picks) needs power kind process or a simulated relay, whose payload the bench starts itself; power.kind is "qemu": give the payload's real port, e.g. "192.0.2.10:22"`},
+		{"net_relay", `testdata/boards/relay_good.yaml:8: power.kind: is relay, but bench testdata/benches/net_relay.yaml has a network, which so far joins only payloads it starts itself (kinds process and qemu); a real board's NIC on the bench bridge is not built yet`},
+		{"net_loopback_board", `testdata/boards/alpha.yaml:2: address: "127.0.0.1:0" has port 0, but on bench testdata/benches/net_loopback_board.yaml, which has a network, the payload serves on fixed ports; give a port, e.g. "10.42.0.2:22"`},
 		{"listen_default_on_callback", `testdata/boards/nu.yaml:12: payload_interface.callback: board "nu" has app callback address "localhost:50051", which takes the port of the Payload Controller's default listen address ":50051" on bench testdata/benches/listen_default_on_callback.yaml; give the board another port, or set payload_interface.listen on the bench`},
 	}
 	for _, tt := range tests {
@@ -259,13 +278,17 @@ func TestBoardErrors(t *testing.T) {
 	}{
 		{"unknown_ssh_key", `:6: ssh.hostkey: unknown key "hostkey"; want one of user, key, host_key`},
 		{"missing_user", `:3: ssh.user: missing; want the signaling user, e.g. signaling`},
-		{"missing_power", `:1: power: missing; want a mapping with keys kind, host_key, off_time, watch, relay, exec`},
+		{"missing_power", `:1: power: missing; want a mapping with keys kind, host_key, off_time, watch, relay, exec, qemu`},
 		{"missing_power_host_key", `:7: power.host_key: missing; power kind process needs the payload's private host key file, relative to the board file, e.g. keys/refpayload_host_ed25519`},
 		{"bad_address", `:2: address: "payload.local" is not host:port (missing port in address); want e.g. "192.0.2.10:22"`},
 		{"bad_port", `:2: address: "192.0.2.10:ssh" has port "ssh"; want a number from 0 to 65535, e.g. "192.0.2.10:22"`},
 		{"no_host", `:2: address: ":22" has no host; want e.g. "192.0.2.10:22"`},
 		{"port0_relay", `:2: address: port 0 (a free port the bench picks) needs power kind process or a simulated relay, whose payload the bench starts itself; power.kind is "relay": give the payload's real port, e.g. "192.0.2.10:22"`},
-		{"bad_power_kind", `:8: power.kind: "qemu" is not a power kind; want process, relay or exec`},
+		{"qemu_smp", `:11: power.qemu.smp: is 9; want from 1 to 8, e.g. 2`},
+		{"qemu_memory", `:11: power.qemu.memory: "256" is not a memory size QEMU can give the payload here; want a whole number and M or G, from "128M" to "8G", e.g. "256M"`},
+		{"qemu_with_exec", `:10: power.qemu: is set, but power.kind is process; remove it, or set power.kind: qemu`},
+		{"qemu_no_host_key", `:7: power.host_key: missing; power kind qemu needs the payload's private host key file, relative to the board file, e.g. keys/refpayload_host_ed25519`},
+		{"bad_power_kind", `:8: power.kind: "pdu" is not a power kind; want process, relay, exec or qemu`},
 		{"bad_host_key", `:6: ssh.host_key: "ssh-ed25519 notbase64" is not an authorized_keys line (ssh: no key found; last parsing error for ignored line: illegal base64 data at input byte 8); ` + wantHostKey},
 		{"host_key_options", `:6: ssh.host_key: has options "from=\"10.0.0.1\""; ` + wantHostKey},
 		{"missing_key_file", `:5: ssh.key: keys/nope (testdata/boards/keys/nope) does not exist; want the bus's private key file, relative to the board file`},
@@ -298,7 +321,7 @@ func TestBoardErrors(t *testing.T) {
 		{"relay_missing_channel", `:9: power.relay.channel: missing; want the relay that powers this payload, e.g. 1`},
 		{"relay_simulate_port", `:12: power.relay.port: is set, but relay.simulate is true: the bench makes the simulated board's port itself; remove one of the two`},
 		{"relay_simulate_no_host_key", `:7: power.host_key: missing; a simulated relay (relay.simulate: true) starts the reference payload, and needs the payload's private host key file, relative to the board file, e.g. keys/refpayload_host_ed25519`},
-		{"relay_host_key", `:9: power.host_key: is set, but power kind relay does not start the reference payload; remove it (only kind process and a relay with simulate: true use it)`},
+		{"relay_host_key", `:9: power.host_key: is set, but power kind relay does not start the reference payload; remove it (only kinds process and qemu, and a relay with simulate: true, use it)`},
 		{"relay_with_exec", `:13: power.exec: is set, but power.kind is relay; remove it, or set power.kind: exec`},
 		{"relay_negative_gap", `:13: power.relay.gap: is -5ms; want zero or more, e.g. "0s"`},
 		{"relay_invert_string", `:13: power.relay.invert: got the string "yes", want true for normally-closed wiring, else false`},
@@ -977,5 +1000,24 @@ func TestLoadPowerKinds(t *testing.T) {
 				t.Error("StartsPayload() is true for a board the bench does not start")
 			}
 		})
+	}
+}
+
+func TestLoadNetwork(t *testing.T) {
+	b, err := Load("testdata/benches/net_good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Network{BusAddress: "10.42.0.1/24", Shape: Shape{Rate: 1e6, Delay: Duration(50 * time.Millisecond), Jitter: Duration(5 * time.Millisecond), Loss: 0.01}}
+	if b.Network != want {
+		t.Errorf("Network = %+v, want %+v", b.Network, want)
+	}
+	q := b.Boards[0].Power.QEMU
+	wantQ := QEMU{Kernel: "testdata/build/image/Image", Initrd: "testdata/build/image/initramfs.cpio.gz", CPU: "cortex-a57", SMP: 1, Memory: "512M"}
+	if q != wantQ {
+		t.Errorf("qemu_good: QEMU = %+v, want %+v", q, wantQ)
+	}
+	if v := b.Boards[1]; v.Power.QEMU != (QEMU{}) || !v.Power.LocalProcess() {
+		t.Errorf("veth_good: QEMU = %+v, LocalProcess %v; want no QEMU section and a local process", v.Power.QEMU, v.Power.LocalProcess())
 	}
 }

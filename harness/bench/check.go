@@ -231,3 +231,24 @@ func atLeastOne(n, example int) error {
 	}
 	return nil
 }
+
+// checkMemory checks a QEMU guest's memory size as QEMU's -m takes it: a
+// whole number of MiB or GiB, from 128M to 8G.
+func checkMemory(v string) error {
+	const want = `want a whole number and M or G, from "128M" to "8G", e.g. "256M"`
+	if len(v) < 2 {
+		return fmt.Errorf("%q is not a memory size; %s", v, want)
+	}
+	n, err := strconv.Atoi(v[:len(v)-1])
+	mib := 0
+	switch v[len(v)-1] {
+	case 'M':
+		mib = n
+	case 'G':
+		mib = n * 1024
+	}
+	if err != nil || mib < 128 || mib > 8*1024 {
+		return fmt.Errorf("%q is not a memory size QEMU can give the payload here; %s", v, want)
+	}
+	return nil
+}

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"math"
 	"net"
+	"net/netip"
 	"os"
 	"path"
 	"path/filepath"
@@ -46,6 +47,11 @@ const (
 	defaultWatch          = Duration(time.Second)
 	defaultRelayTimeout   = Duration(time.Second)
 	defaultExecTimeout    = Duration(10 * time.Second)
+	defaultQEMUKernel     = "../build/image/Image"
+	defaultQEMUInitrd     = "../build/image/initramfs.cpio.gz"
+	defaultQEMUCPU        = "cortex-a57"
+	defaultQEMUSMP        = 2
+	defaultQEMUMemory     = "256M"
 	maxAppID              = 999
 	maxHWID               = math.MaxInt32 // hw_id is an int32 on the wire
 	exampleCallback       = "192.0.2.10:50053"
@@ -141,6 +147,15 @@ func benchFields(b *Bench) []field {
 		}},
 		{key: "downlink", into: downlinkFields(&b.Downlink)},
 		{key: "payload_interface", into: payloadInterfaceFields(&b.PayloadInterface)},
+		{key: "network", into: []field{
+			{key: "bus_address", required: true, want: `the bus's IPv4 address and prefix length on the bench bridge, e.g. "10.42.0.1/24"`, into: &b.Network.BusAddress},
+			{key: "shape", into: []field{
+				{key: "rate", into: &b.Network.Shape.Rate},
+				{key: "delay", into: &b.Network.Shape.Delay},
+				{key: "jitter", into: &b.Network.Shape.Jitter},
+				{key: "loss", into: (*fraction)(&b.Network.Shape.Loss)},
+			}},
+		}},
 	}
 }
 
@@ -226,7 +241,45 @@ func (d *decoder) checkBench(b *Bench) error {
 		d.at("downlink.link.latency", notNegative(b.Downlink.Link.Latency)),
 		d.checkContacts(b.Downlink.Link.Contacts),
 		d.checkPayloadInterface(b.PayloadInterface),
+		d.checkNetwork(b),
 	)
+}
+
+// checkNetwork checks the bench's network, if it has one: an IPv4 bus
+// address inside its prefix, a shape netem can apply, and a Payload
+// Controller that payloads on the network can reach.
+func (d *decoder) checkNetwork(b *Bench) error {
+	n := b.Network
+	if !n.Enabled() {
+		return nil
+	}
+	const example = "10.42.0.1/24"
+	p, err := netip.ParsePrefix(n.BusAddress)
+	switch {
+	case err != nil:
+		return d.at("network.bus_address", fmt.Errorf("%q is not an address with a prefix length; want e.g. %q", n.BusAddress, example))
+	case !p.Addr().Is4():
+		return d.at("network.bus_address", fmt.Errorf("%q is not IPv4; want e.g. %q", n.BusAddress, example))
+	case p.Bits() > 30:
+		return d.at("network.bus_address", fmt.Errorf("%q leaves no room for payloads; want a prefix length of at most 30, e.g. %q", n.BusAddress, example))
+	case p.Addr() == p.Masked().Addr():
+		return d.at("network.bus_address", fmt.Errorf("%q is the network's own address; want a host address in it, e.g. %q", n.BusAddress, example))
+	}
+	if n.Shape.Jitter > n.Shape.Delay {
+		return d.at("network.shape.jitter", fmt.Errorf("is %s, more than shape.delay %s; want at most the delay", n.Shape.Jitter, n.Shape.Delay))
+	}
+	if err := first(
+		d.at("network.shape.delay", notNegative(n.Shape.Delay)),
+		d.at("network.shape.jitter", notNegative(n.Shape.Jitter)),
+	); err != nil {
+		return err
+	}
+	host, _, _ := net.SplitHostPort(b.PayloadInterface.Listen)
+	if ip, err := netip.ParseAddr(host); host != "" && (err != nil || !ip.IsUnspecified() && ip != p.Addr()) {
+		return d.at("payload_interface.listen", fmt.Errorf("%q is not on the bench network, where payload apps dial it; want the bus address, e.g. %q, or no host, e.g. %q",
+			b.PayloadInterface.Listen, net.JoinHostPort(p.Addr().String(), "50051"), defaultListen))
+	}
+	return nil
 }
 
 // checkPayloadInterface checks the Payload Controller's settings. Whether
@@ -404,7 +457,46 @@ func (d *decoder) loadBoards(b *Bench) error {
 		if err := apps.claim(bd, board, b.File); err != nil {
 			return err
 		}
+		if err := d.checkOnNetwork(b, bd, board, field); err != nil {
+			return err
+		}
 		b.Boards = append(b.Boards, board)
+	}
+	return nil
+}
+
+// checkOnNetwork checks board, named at field of the bench and loaded by
+// bd, against the bench's network: a QEMU payload needs one; on a bench
+// with one, every payload is one the bench starts (a QEMU payload or a
+// process behind a veth), with each address on the network and a real
+// port.
+func (d *decoder) checkOnNetwork(b *Bench, bd *decoder, board *Board, field string) error {
+	n := b.Network
+	if !n.Enabled() {
+		if board.Power.Kind == "qemu" {
+			return d.at(field, fmt.Errorf("board %q has power kind qemu, whose Ethernet is a tap on the bench bridge, but bench %s has no network section; add one, e.g. network: {bus_address: 10.42.0.1/24}", board.Name, b.File))
+		}
+		return nil
+	}
+	if !board.Power.StartsPayload() || board.Power.Kind == "relay" {
+		return bd.at("power.kind", fmt.Errorf("is %s, but bench %s has a network, which so far joins only payloads it starts itself (kinds process and qemu); a real board's NIC on the bench bridge is not built yet", board.Power.Kind, b.File))
+	}
+	bus, _ := netip.ParsePrefix(n.BusAddress)
+	for _, a := range boardAddresses(board) {
+		if a.addr == "" {
+			continue
+		}
+		host, port, _ := net.SplitHostPort(a.addr)
+		example := net.JoinHostPort(bus.Addr().Next().String(), "22")
+		ip, err := netip.ParseAddr(host)
+		switch {
+		case port == "0":
+			return bd.at(a.field, fmt.Errorf("%q has port 0, but on bench %s, which has a network, the payload serves on fixed ports; give a port, e.g. %q", a.addr, b.File, example))
+		case err != nil || !bus.Contains(ip):
+			return bd.at(a.field, fmt.Errorf("%q is not on network %s of bench %s; want an address in it, e.g. %q", a.addr, bus.Masked(), b.File, example))
+		case ip == bus.Addr():
+			return bd.at(a.field, fmt.Errorf("%q is the bus's own address on bench %s; want another address in %s, e.g. %q", a.addr, b.File, bus.Masked(), example))
+		}
 	}
 	return nil
 }
@@ -589,6 +681,7 @@ func loadBoard(path string) (*Board, *decoder, error) {
 			Relay: Relay{Timeout: defaultRelayTimeout}, Exec: Exec{Timeout: defaultExecTimeout}},
 		PayloadInterface: BoardPayloadInterface{AppID: defaultAppID},
 	}
+	b.Power.QEMU = QEMU{Kernel: defaultQEMUKernel, Initrd: defaultQEMUInitrd, CPU: defaultQEMUCPU, SMP: defaultQEMUSMP, Memory: defaultQEMUMemory}
 	fields := boardFields(b)
 	d, root, err := parse(path, data, "a board: a mapping with keys "+keys(fields))
 	if err != nil {
@@ -605,6 +698,12 @@ func loadBoard(path string) (*Board, *decoder, error) {
 	}
 	b.SSH.Key = d.resolve(b.SSH.Key)
 	b.Power.HostKey = d.resolve(b.Power.HostKey)
+	if b.Power.Kind == "qemu" {
+		b.Power.QEMU.Kernel = d.resolve(b.Power.QEMU.Kernel)
+		b.Power.QEMU.Initrd = d.resolve(b.Power.QEMU.Initrd)
+	} else {
+		b.Power.QEMU = QEMU{}
+	}
 	// No section, no defaults, as for payload_interface.
 	if b.Power.Kind != "relay" {
 		b.Power.Relay = Relay{}
@@ -626,8 +725,8 @@ func boardFields(b *Board) []field {
 			{key: "key", required: true, want: "the bus's private key file, relative to the board file, e.g. keys/bus_ed25519", into: &b.SSH.Key},
 			{key: "host_key", required: true, want: `the payload's public host key, e.g. "ssh-ed25519 AAAA..."`, into: &b.SSH.HostKey},
 		}},
-		{key: "power", required: true, want: "a mapping with keys kind, host_key, off_time, watch, relay, exec", into: []field{
-			{key: "kind", required: true, want: "process, relay or exec", into: &b.Power.Kind},
+		{key: "power", required: true, want: "a mapping with keys kind, host_key, off_time, watch, relay, exec, qemu", into: []field{
+			{key: "kind", required: true, want: "process, relay, exec or qemu", into: &b.Power.Kind},
 			{key: "host_key", want: "the payload's private host key file, relative to the board file", into: &b.Power.HostKey},
 			{key: "off_time", into: &b.Power.OffTime},
 			{key: "watch", into: &b.Power.Watch},
@@ -647,6 +746,13 @@ func boardFields(b *Board) []field {
 				{key: "off", required: true, want: `a shell command that switches the payload off, e.g. "pdu-ctl outlet 3 off"`, into: &b.Power.Exec.Off},
 				{key: "status", want: `a shell command that prints on or off, e.g. "pdu-ctl outlet 3 status"`, into: &b.Power.Exec.Status},
 				{key: "timeout", into: &b.Power.Exec.Timeout},
+			}},
+			{key: "qemu", want: "a mapping with keys kernel, initrd, cpu, smp, memory", into: []field{
+				{key: "kernel", want: "the payload image's kernel, relative to the board file, e.g. " + defaultQEMUKernel, into: &b.Power.QEMU.Kernel},
+				{key: "initrd", want: "the payload image's initramfs, relative to the board file, e.g. " + defaultQEMUInitrd, into: &b.Power.QEMU.Initrd},
+				{key: "cpu", want: "a QEMU aarch64 CPU model, e.g. " + defaultQEMUCPU, into: &b.Power.QEMU.CPU},
+				{key: "smp", want: "a whole number of vCPUs from 1 to 8, e.g. 2", into: &b.Power.QEMU.SMP},
+				{key: "memory", want: `the guest's memory, e.g. "256M" or "1G"`, into: &b.Power.QEMU.Memory},
 			}},
 		}},
 		{key: "boot_timeout", into: &b.BootTimeout},
@@ -679,7 +785,7 @@ func (d *decoder) checkBoard(b *Board) error {
 		d.checkCallback(b),
 		d.checkKeyFile("ssh.key", b.SSH.Key, "the bus's private key file"),
 		d.at("ssh.host_key", checkHostKey(b.SSH.HostKey)),
-		d.at("power.kind", oneOf(b.Power.Kind, "power kind", "process", "relay", "exec")),
+		d.at("power.kind", oneOf(b.Power.Kind, "power kind", "process", "relay", "exec", "qemu")),
 		d.checkPower(b.Power),
 		d.checkPowerHostKey(b.Power),
 		d.at("boot_timeout", positive(b.BootTimeout, defaultBootTimeout)),
@@ -698,7 +804,7 @@ func (d *decoder) checkBoardName(b *Board) error {
 // bench starts the payload itself and so can tell it which free port to
 // take. whose and example are for the message: "payload's", "192.0.2.10:22".
 func (d *decoder) checkPortZero(b *Board, field, addr, whose, example string) error {
-	if _, port, _ := net.SplitHostPort(addr); port != "0" || b.Power.StartsPayload() {
+	if _, port, _ := net.SplitHostPort(addr); port != "0" || b.Power.LocalProcess() {
 		return nil
 	}
 	return d.at(field, fmt.Errorf("port 0 (a free port the bench picks) needs power kind process or a simulated relay, whose payload the bench starts itself; power.kind is %q: give the %s real port, e.g. %q", b.Power.Kind, whose, example))
@@ -771,12 +877,12 @@ func (d *decoder) checkApp(p BoardPayloadInterface) error {
 func (d *decoder) checkPowerHostKey(p Power) error {
 	if !p.StartsPayload() {
 		if p.HostKey != "" {
-			return d.at("power.host_key", fmt.Errorf("is set, but power kind %s does not start the reference payload; remove it (only kind process and a relay with simulate: true use it)", p.Kind))
+			return d.at("power.host_key", fmt.Errorf("is set, but power kind %s does not start the reference payload; remove it (only kinds process and qemu, and a relay with simulate: true, use it)", p.Kind))
 		}
 		return nil
 	}
 	if p.HostKey == "" {
-		what := "power kind process"
+		what := "power kind " + p.Kind
 		if p.Kind == "relay" {
 			what = "a simulated relay (relay.simulate: true) starts the reference payload, and"
 		}
@@ -790,10 +896,14 @@ func (d *decoder) checkPowerHostKey(p Power) error {
 func (d *decoder) checkPower(p Power) error {
 	_, hasRelay := d.lines["power.relay"]
 	_, hasExec := d.lines["power.exec"]
+	_, hasQEMU := d.lines["power.qemu"]
 	for _, s := range []struct {
 		kind string
 		has  bool
-	}{{"relay", hasRelay}, {"exec", hasExec}} {
+	}{{"relay", hasRelay}, {"exec", hasExec}, {"qemu", true}} {
+		if s.kind == "qemu" {
+			s.has = hasQEMU || p.Kind == "qemu" // every key has a default
+		}
 		switch {
 		case s.kind == p.Kind && !s.has:
 			return d.errorf(d.lines["power"], "power."+s.kind, "missing; power kind %s needs the %s section", p.Kind, s.kind)
@@ -815,6 +925,14 @@ func (d *decoder) checkPower(p Power) error {
 			d.at("power.exec.on", notEmpty(p.Exec.On, "a shell command")),
 			d.at("power.exec.off", notEmpty(p.Exec.Off, "a shell command")),
 			d.at("power.exec.timeout", positive(p.Exec.Timeout, defaultExecTimeout)),
+		)
+	case "qemu":
+		return first(
+			d.at("power.qemu.kernel", notEmpty(p.QEMU.Kernel, "the payload image's kernel, e.g. "+defaultQEMUKernel)),
+			d.at("power.qemu.initrd", notEmpty(p.QEMU.Initrd, "the payload image's initramfs, e.g. "+defaultQEMUInitrd)),
+			d.at("power.qemu.cpu", notEmpty(p.QEMU.CPU, "a QEMU aarch64 CPU model, e.g. "+defaultQEMUCPU)),
+			d.at("power.qemu.smp", inRange(p.QEMU.SMP, 1, 8, defaultQEMUSMP)),
+			d.at("power.qemu.memory", checkMemory(p.QEMU.Memory)),
 		)
 	}
 	return nil
