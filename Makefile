@@ -24,7 +24,19 @@ PROTOC_DIR     := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/hil/protoc/$(PROTOC_VER
 PROTOC_DEBS    := protobuf-compiler libprotoc32 libprotobuf32
 GEN_BIN        := $(PROTOC_DIR)/bin
 
-.PHONY: all build run test vet bench clean minio minio-path generate check-generated
+# The QEMU aarch64 payload image, for `make image` (fixtures/image): Debian's
+# arm64 cloud kernel at a pinned version, checked against
+# tools/kernel-arm64.sha256 and unpacked into a cache like protoc. A private
+# APT configuration fetches the arm64 package from the host's sources
+# without adding an architecture to the host, and without root.
+KERNEL_PKG     := linux-image-6.1.0-50-cloud-arm64
+KERNEL_VERSION := 6.1.176-1
+KERNEL_DIR     := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/hil/kernel/$(KERNEL_VERSION)
+KERNEL_DEB     := $(KERNEL_DIR)/deb/$(KERNEL_PKG)_$(KERNEL_VERSION)_arm64.deb
+KERNEL_APT     := APT_CONFIG=$(KERNEL_DIR).tmp/apt/apt.conf
+IMAGE_DIR      := build/image
+
+.PHONY: all build run test vet bench clean minio minio-path generate check-generated image
 
 all: build
 
@@ -95,3 +107,26 @@ $(GEN_BIN)/protoc:
 	chmod +x $(PROTOC_DIR).tmp/bin/protoc
 	rm -rf $(PROTOC_DIR) && mv $(PROTOC_DIR).tmp $(PROTOC_DIR)
 	$(GEN_BIN)/protoc --version
+
+# `make image` writes $(IMAGE_DIR)/Image, initramfs.cpio.gz and SHA256SUMS:
+# the same sources and kernel give the same bytes. It always rebuilds /init
+# and the initramfs (a few seconds, cached by go); the kernel is fetched once.
+image: $(KERNEL_DEB)
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -buildvcs=false -ldflags='-s -w -buildid=' \
+		-o build/init-arm64 ./fixtures/image/init
+	$(GO) run ./fixtures/image/cmd/mkimage --kernel-tree $(KERNEL_DIR)/root --kernel-deb $(KERNEL_DEB) \
+		--init build/init-arm64 --out $(IMAGE_DIR)
+
+$(KERNEL_DEB):
+	rm -rf $(KERNEL_DIR).tmp
+	mkdir -p $(KERNEL_DIR).tmp/apt/lists/partial $(KERNEL_DIR).tmp/apt/cache/archives/partial $(KERNEL_DIR).tmp/deb
+	: > $(KERNEL_DIR).tmp/apt/status
+	printf '%s\n' 'APT::Architecture "arm64";' 'APT::Architectures {"arm64";};' \
+		'Dir::State::Lists "$(KERNEL_DIR).tmp/apt/lists";' 'Dir::State::status "$(KERNEL_DIR).tmp/apt/status";' \
+		'Dir::Cache "$(KERNEL_DIR).tmp/apt/cache";' > $(KERNEL_DIR).tmp/apt/apt.conf
+	$(KERNEL_APT) apt-get -q update
+	cd $(KERNEL_DIR).tmp/deb && $(KERNEL_APT) apt-get -q download $(KERNEL_PKG)=$(KERNEL_VERSION) \
+		&& sha256sum --strict -c $(CURDIR)/tools/kernel-arm64.sha256
+	dpkg-deb -x $(KERNEL_DIR).tmp/deb/$(notdir $(KERNEL_DEB)) $(KERNEL_DIR).tmp/root
+	rm -rf $(KERNEL_DIR).tmp/apt
+	rm -rf $(KERNEL_DIR) && mv $(KERNEL_DIR).tmp $(KERNEL_DIR)
