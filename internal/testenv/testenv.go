@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/satbench/hil/harness/netlab"
 	"github.com/satbench/hil/harness/store"
 )
 
@@ -54,4 +55,26 @@ func StartMinIO(t testing.TB) *store.MinIO {
 		}
 	})
 	return m
+}
+
+// RequireNetlabEnv names the variable that, set to 1, turns a host that
+// cannot build network labs from a skip into a failure.
+const RequireNetlabEnv = "HIL_REQUIRE_NETLAB"
+
+// netlabAvailable is netlab.Available; tests replace it.
+var netlabAvailable = netlab.Available
+
+// RequireNetlab skips t with one line unless this process can build
+// network labs (netlab.Available: Linux, root, /dev/net/tun), or fails t
+// when HIL_REQUIRE_NETLAB=1.
+func RequireNetlab(t testing.TB) {
+	t.Helper()
+	err := netlabAvailable()
+	switch {
+	case err == nil:
+	case os.Getenv(RequireNetlabEnv) == "1":
+		t.Fatalf("%s=1 forbids skipping: %v", RequireNetlabEnv, err)
+	default:
+		t.Skip(err.Error() + "; CI runs these")
+	}
 }

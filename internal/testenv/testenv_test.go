@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -49,6 +50,38 @@ func TestRequireMinIO(t *testing.T) {
 			if got != tc.want {
 				t.Errorf("RequireMinIO = %q, want %q", got, tc.want)
 			}
+			if tc.skipped == "" && r.skipped != "" || !strings.Contains(r.skipped, tc.skipped) {
+				t.Errorf("skipped with %q, want %q", r.skipped, tc.skipped)
+			}
+			if tc.failed == "" && r.failed != "" || !strings.Contains(r.failed, tc.failed) {
+				t.Errorf("failed with %q, want text %q", r.failed, tc.failed)
+			}
+			if strings.Contains(r.skipped, "\n") {
+				t.Errorf("skip message %q is more than one line", r.skipped)
+			}
+		})
+	}
+}
+
+func TestRequireNetlab(t *testing.T) {
+	noRoot := errors.New("netlab: creating network namespaces needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN): run as root or use the sim bench")
+	for _, tc := range []struct {
+		name            string
+		available       error
+		require         string
+		skipped, failed string // text in the skip or failure; "" for none
+	}{
+		{"available", nil, "", "", ""},
+		{"available in CI", nil, "1", "", ""},
+		{"missing", noRoot, "", noRoot.Error() + "; CI runs these", ""},
+		{"missing in CI", noRoot, "1", "", "HIL_REQUIRE_NETLAB=1 forbids skipping: " + noRoot.Error()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func(f func() error) { netlabAvailable = f }(netlabAvailable)
+			netlabAvailable = func() error { return tc.available }
+			t.Setenv("HIL_REQUIRE_NETLAB", tc.require)
+			r := &recorder{TB: t}
+			RequireNetlab(r)
 			if tc.skipped == "" && r.skipped != "" || !strings.Contains(r.skipped, tc.skipped) {
 				t.Errorf("skipped with %q, want %q", r.skipped, tc.skipped)
 			}
