@@ -118,7 +118,13 @@ func (p *peer) register(req *pb.ReqRegisterParams, addr net.Addr) (string, error
 		if p.conn != nil {
 			p.conn.Close()
 		}
-		conn, err := grpc.NewClient(callback, grpc.WithTransportCredentials(creds))
+		opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+		if dial := p.c.cfg.Dial; dial != nil {
+			opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+				return dial(ctx, "tcp", addr)
+			}))
+		}
+		conn, err := grpc.NewClient(callback, opts...)
 		if err != nil {
 			return "", fmt.Errorf("callback address %s: %w", callback, err)
 		}

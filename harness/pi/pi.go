@@ -97,7 +97,10 @@ type Config struct {
 	TLS *tls.Config
 	// CallbackTLS, if set, is used to dial the apps' callback servers.
 	CallbackTLS *tls.Config
-	Apps        []App
+	// Dial opens connections to the apps' callback servers; nil: a
+	// net.Dialer. A bench with a network of its own dials from inside it.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	Apps []App
 	// Hardware maps PayloadPowerControl's hw_id to the power it switches.
 	Hardware map[int32]power.Power
 	// Orbit is the position source of GetCurrentLocation and the GNSS

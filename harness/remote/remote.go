@@ -35,6 +35,9 @@ type Config struct {
 	// never answers (no ARP, or a forwarded port whose guest is not
 	// listening yet), and Wait retries.
 	AttemptTimeout time.Duration
+	// Dial opens the connection; nil: a net.Dialer. A bench with a
+	// network of its own dials from inside it.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 func (c Config) check() error {
@@ -94,8 +97,11 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.attemptTimeout())
 	defer cancel()
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", cfg.Address)
+	dial := cfg.Dial
+	if dial == nil {
+		dial = new(net.Dialer).DialContext
+	}
+	nc, err := dial(ctx, "tcp", cfg.Address)
 	if err != nil {
 		return nil, fmt.Errorf("remote: dial %s: %w", cfg.Address, err)
 	}
@@ -170,14 +176,17 @@ func isAuthError(err error) bool {
 	return err != nil && bytes.Contains([]byte(err.Error()), []byte("unable to authenticate"))
 }
 
-// Close closes the connection.
+// Close closes the connection. The connection goes first: SFTP's Close
+// waits for its reader, which ends only when the connection does, and a
+// payload that lost power (a QEMU stopped dead) never closes its end.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	err := c.conn.Close()
 	if c.sftp != nil {
 		c.sftp.Close()
 	}
-	return c.conn.Close()
+	return err
 }
 
 // Run runs cmd and waits for it. Standard output goes to stdout (may be
