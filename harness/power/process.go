@@ -21,6 +21,9 @@ type Process struct {
 	// Console receives the process's standard output and error, as a
 	// board's serial console would. Nil discards them.
 	Console io.Writer
+	// Within, if set, runs the start of the process: a bench network
+	// starts it inside the payload's network namespace.
+	Within func(start func() error) error
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -49,7 +52,11 @@ func (p *Process) On(ctx context.Context) error {
 	// bus, which then powers the payload off in order; and killed with the
 	// bus, as a payload loses power when its bus does.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	start := cmd.Start
+	if p.Within != nil {
+		start = func() error { return p.Within(cmd.Start) }
+	}
+	if err := start(); err != nil {
 		return &Error{Op: "on", Power: p.String(), Err: err}
 	}
 	p.cmd = cmd

@@ -1,0 +1,440 @@
+// Package qemu powers a payload that is a QEMU aarch64 virtual machine
+// booting the payload image (fixtures/image): power on boots it, power off
+// stops it dead through QMP, as pulling the power would. The serial
+// console goes to a file per board, and the machine's Ethernet is a tap on
+// the bench bridge (harness/netlab), handed to QEMU as a file descriptor.
+//
+// Each boot gets a fresh overlay: the files the bus gives the payload
+// (its network and payload configuration, keys, the app's files) are
+// packed into a cpio archive the kernel unpacks after the image's own,
+// so the image stays the same for every board and every run.
+package qemu
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/satbench/hil/harness/power"
+	"github.com/satbench/hil/internal/cpio"
+)
+
+// Config is one virtual payload. Name, Kernel, Initrd and Dir are
+// required; the zero value of every other field works.
+type Config struct {
+	Name   string // the board, for errors and the VM's name
+	Binary string // default "qemu-system-aarch64", from PATH
+	Kernel string // the image's arm64 kernel (build/image/Image)
+	Initrd string // the image's initramfs (build/image/initramfs.cpio.gz)
+	// CPU is the emulated CPU model; default cortex-a57, which boots
+	// several times faster under emulation than "max".
+	CPU    string
+	SMP    int    // vCPUs; default 2
+	Memory string // default "256M"
+	// Tap is the bench bridge's tap for this payload, nil for none. It
+	// stays open across boots; QEMU gets a duplicate each time.
+	Tap *os.File
+	MAC string // default 52:54:00 and three bytes of Name's hash
+	// Files are put into the guest's filesystem at every boot, by
+	// absolute guest path: its configuration, keys. Overlay is a host
+	// directory whose tree is put there too (the app's files the bench
+	// writes), read at each boot.
+	Files   map[string]File
+	Overlay string
+	Append  string    // more kernel command-line arguments
+	Dir     string    // the machine's own files: QMP socket, boot archive
+	Console io.Writer // the serial console and QEMU's own messages; nil discards
+}
+
+// File is one file of the guest's overlay.
+type File struct {
+	Data []byte
+	Mode fs.FileMode // permission bits; 0 means 0644
+}
+
+// Machine is a Config's virtual payload, a power.Power. Its zero value
+// is not usable: call New.
+type Machine struct {
+	cfg    Config
+	binary string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has exited
+	// QEMU serves one QMP client at a time: one connection per QEMU, one
+	// command at a time on it.
+	qmu sync.Mutex
+	q   *qmp
+}
+
+var (
+	_ power.Power   = (*Machine)(nil)
+	_ power.Stopper = (*Machine)(nil)
+)
+
+// New checks cfg and returns its machine, off.
+func New(cfg Config) (*Machine, error) {
+	fail := func(err error) (*Machine, error) { return nil, fmt.Errorf("qemu %s: %w", cfg.Name, err) }
+	if cfg.Name == "" {
+		return fail(errors.New("no name"))
+	}
+	if cfg.Dir == "" {
+		return fail(errors.New("no directory for the machine's files"))
+	}
+	for _, f := range []struct{ what, name string }{{"kernel", cfg.Kernel}, {"initrd", cfg.Initrd}} {
+		if f.name == "" {
+			return fail(fmt.Errorf("no %s", f.what))
+		}
+		if _, err := os.Stat(f.name); err != nil {
+			return fail(fmt.Errorf("%s: %w (build the payload image with `make image`)", f.what, err))
+		}
+	}
+	binary := cfg.Binary
+	if binary == "" {
+		binary = "qemu-system-aarch64"
+	}
+	bin, err := exec.LookPath(binary)
+	if err != nil {
+		return fail(fmt.Errorf("%w (Debian: apt-get install qemu-system-arm)", err))
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return fail(err)
+	}
+	return &Machine{cfg: cfg, binary: bin}, nil
+}
+
+func (m *Machine) String() string { return "qemu " + m.cfg.Name }
+
+func (m *Machine) qmpPath() string { return filepath.Join(m.cfg.Dir, "qmp.sock") }
+
+// args is QEMU's command line for a boot from initrd.
+func (m *Machine) args(initrd string) []string {
+	c := m.cfg
+	cpu, smp, mem := c.CPU, c.SMP, c.Memory
+	if cpu == "" {
+		cpu = "cortex-a57"
+	}
+	if smp == 0 {
+		smp = 2
+	}
+	if mem == "" {
+		mem = "256M"
+	}
+	appendArgs := "console=ttyAMA0 panic=-1 loglevel=4"
+	if c.Append != "" {
+		appendArgs += " " + c.Append
+	}
+	args := []string{
+		"-name", "hil-" + c.Name,
+		"-M", "virt", "-cpu", cpu, "-smp", strconv.Itoa(smp), "-m", mem,
+		"-kernel", c.Kernel, "-initrd", initrd, "-append", appendArgs,
+		"-display", "none", "-monitor", "none", "-serial", "stdio",
+		"-qmp", "unix:" + m.qmpPath() + ",server=on,wait=off",
+		// A reboot or a panic ends the process: the payload is off.
+		"-no-reboot",
+		// Without entropy the guest blocks in getrandom() at SSH start.
+		"-device", "virtio-rng-pci",
+		"-nic", "none",
+	}
+	if c.Tap != nil {
+		// fd 3: the first of cmd.ExtraFiles. romfile= because Debian's
+		// qemu-system-arm has no iPXE ROM without ipxe-qemu.
+		args = append(args, "-netdev", "tap,id=n0,fd=3",
+			"-device", "virtio-net-pci,netdev=n0,romfile=,mac="+m.mac())
+	}
+	return args
+}
+
+func (m *Machine) mac() string {
+	if m.cfg.MAC != "" {
+		return m.cfg.MAC
+	}
+	h := sha256.Sum256([]byte(m.cfg.Name))
+	return fmt.Sprintf("52:54:00:%02x:%02x:%02x", h[0], h[1], h[2])
+}
+
+// On boots the machine unless it is running: it returns once QEMU runs
+// the guest, not once the payload answers (the bus waits for SSH).
+func (m *Machine) On(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.running() {
+		return nil
+	}
+	fail := func(err error) error { return &power.Error{Op: "on", Power: m.String(), Err: err} }
+	if err := ctx.Err(); err != nil {
+		return fail(context.Cause(ctx))
+	}
+	initrd, err := m.writeInitrd()
+	if err != nil {
+		return fail(err)
+	}
+	os.Remove(m.qmpPath())
+	cmd := exec.Command(m.binary, m.args(initrd)...)
+	cmd.Stdout, cmd.Stderr = m.cfg.Console, m.cfg.Console
+	if m.cfg.Tap != nil {
+		cmd.ExtraFiles = []*os.File{m.cfg.Tap}
+	}
+	// Its own process group, away from the terminal's Ctrl-C, and killed
+	// with the bus: a payload loses power when its bus does.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fail(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	// Running means QMP answers "running"; QEMU refusing its command line
+	// exits at once instead.
+	for {
+		q, err := dialQMP(ctx, m.qmpPath())
+		if err == nil {
+			m.cmd, m.exited = cmd, exited
+			m.qmu.Lock()
+			if m.q != nil {
+				m.q.Close()
+			}
+			m.q = q
+			m.qmu.Unlock()
+			if st, err := m.status(ctx); err == nil && st == "running" {
+				return nil
+			}
+		}
+		select {
+		case <-exited:
+			return fail(fmt.Errorf("QEMU exited at start (%v): see the console", cmd.ProcessState))
+		case <-ctx.Done():
+			cmd.Process.Kill()
+			<-exited
+			return fail(context.Cause(ctx))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (m *Machine) running() bool {
+	if m.cmd == nil {
+		return false
+	}
+	select {
+	case <-m.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// command runs a QMP command on the current QEMU.
+func (m *Machine) command(ctx context.Context, command string, ret any) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	m.qmu.Lock()
+	defer m.qmu.Unlock()
+	if m.q == nil {
+		return errors.New("no QMP connection")
+	}
+	return m.q.run(ctx, command, ret)
+}
+
+// status asks QMP for the VM's run state ("running", "paused",
+// "shutdown", ...).
+func (m *Machine) status(ctx context.Context) (string, error) {
+	var st struct {
+		Status string `json:"status"`
+	}
+	if err := m.command(ctx, "query-status", &st); err != nil {
+		return "", err
+	}
+	return st.Status, nil
+}
+
+// Off stops the machine dead (QMP quit, which ends QEMU at once; a QEMU
+// that does not answer is killed) and waits for it to be gone.
+func (m *Machine) Off(ctx context.Context) error {
+	m.mu.Lock()
+	cmd, exited := m.cmd, m.exited
+	m.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	select {
+	case <-exited:
+		return nil
+	default:
+	}
+	// QEMU may close the connection before it answers quit.
+	if err := m.command(ctx, "quit", nil); err != nil {
+		cmd.Process.Kill()
+	}
+	select {
+	case <-exited:
+		return nil
+	case <-ctx.Done():
+		select {
+		case <-exited:
+			return nil
+		default:
+		}
+		cmd.Process.Kill()
+		return &power.Error{Op: "off", Power: m.String(), Err: fmt.Errorf("QEMU pid %d still running: %w", cmd.Process.Pid, context.Cause(ctx))}
+	}
+}
+
+// Cycle stops the machine and boots it again after off.
+func (m *Machine) Cycle(ctx context.Context, off time.Duration) error {
+	return power.OffOn(ctx, m, off)
+}
+
+// State is On while QEMU runs the guest; a guest that is paused or shut
+// down, or no QEMU, is Off.
+func (m *Machine) State(ctx context.Context) (power.State, error) {
+	m.mu.Lock()
+	running := m.running()
+	m.mu.Unlock()
+	if !running {
+		return power.Off, nil
+	}
+	st, err := m.status(ctx)
+	if err != nil {
+		if !m.alive() {
+			return power.Off, nil
+		}
+		if ctx.Err() != nil {
+			return power.Unknown, &power.Error{Op: "state", Power: m.String(), Err: context.Cause(ctx)}
+		}
+		return power.Unknown, &power.Error{Op: "state", Power: m.String(), Err: err}
+	}
+	if st == "running" {
+		return power.On, nil
+	}
+	return power.Off, nil
+}
+
+func (m *Machine) alive() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.running()
+}
+
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// Stopped returns a channel closed when the current QEMU has exited: the
+// guest powered off, rebooted, panicked, or was switched off.
+func (m *Machine) Stopped() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.exited == nil {
+		return closed
+	}
+	return m.exited
+}
+
+// writeInitrd writes the boot archive: the image's initramfs, then an
+// uncompressed overlay archive of Overlay's tree and Files, which the
+// kernel unpacks over it.
+func (m *Machine) writeInitrd() (string, error) {
+	name := filepath.Join(m.cfg.Dir, "initrd")
+	f, err := os.Create(name)
+	if err != nil {
+		return "", err
+	}
+	img, err := os.Open(m.cfg.Initrd)
+	if err != nil {
+		f.Close()
+		return "", fmt.Errorf("initrd: %w", err)
+	}
+	n, err := io.Copy(f, img)
+	img.Close()
+	if err == nil {
+		// The kernel finds the next archive only at a 4-byte boundary,
+		// and skips zeros to get there.
+		_, err = f.Write(make([]byte, (4-n%4)%4))
+	}
+	if err == nil {
+		err = m.writeOverlay(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("boot archive %s: %w", name, err)
+	}
+	return name, nil
+}
+
+func (m *Machine) writeOverlay(w io.Writer) error {
+	files := map[string]File{}
+	if m.cfg.Overlay != "" {
+		err := filepath.WalkDir(m.cfg.Overlay, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			if !d.Type().IsRegular() {
+				return fmt.Errorf("overlay %s: only regular files are copied into the guest", p)
+			}
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(m.cfg.Overlay, p)
+			files["/"+filepath.ToSlash(rel)] = File{Data: data, Mode: info.Mode().Perm()}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for name, f := range m.cfg.Files {
+		files[name] = f
+	}
+	names := make([]string, 0, len(files))
+	for name := range files {
+		if !path.IsAbs(name) {
+			return fmt.Errorf("overlay file %q: want an absolute guest path", name)
+		}
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	cw := cpio.NewWriter(w)
+	dirs := map[string]bool{"/": true}
+	var mkdirs func(dir string) error
+	mkdirs = func(dir string) error {
+		if dirs[dir] {
+			return nil
+		}
+		if err := mkdirs(path.Dir(dir)); err != nil {
+			return err
+		}
+		dirs[dir] = true
+		return cw.Mkdir(dir[1:], 0o755)
+	}
+	for _, name := range names {
+		f := files[name]
+		if err := mkdirs(path.Dir(name)); err != nil {
+			return err
+		}
+		mode := f.Mode
+		if mode == 0 {
+			mode = 0o644
+		}
+		if err := cw.Add(name[1:], mode, f.Data); err != nil {
+			return err
+		}
+	}
+	return cw.Close()
+}
