@@ -38,6 +38,7 @@ Feature: Downlink: every file a payload queues lands in S3 whole, exactly once
     And the transfer of "pass.bin" was cut by the end of a contact and resumed
     And no other object appears in bucket "hil-downlink"
 
+  @local
   Scenario: A corrupted pair on the payload is reported, kept there and never delivered
     Given a window 2004 for user "alice" on board "refpayload" lasting 3s
     When the payload sends "good.bin" of 100KiB on topic "logs" through the OORT agent

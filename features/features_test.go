@@ -1,6 +1,8 @@
 // Package features holds the Gherkin features; these tests run them,
-// strictly, as `hil run` does: all of them on the sim bench, and the S3
-// ones (@s3) again on the sim bench with a real MinIO server as the store.
+// strictly, as `hil run` does, each bench running the scenarios its tags
+// select: the sim bench; the S3 ones (@s3) again with a real MinIO server
+// as the store; the network ones on a process payload behind a veth; and
+// what a QEMU payload can run on the qemu bench.
 package features_test
 
 import (
@@ -27,6 +29,22 @@ func TestFeaturesMinIO(t *testing.T) {
 	bin := testenv.RequireMinIO(t)
 	t.Setenv("HIL_MINIO", bin)
 	run(t, "../benches/sim-minio.yaml", "@s3")
+}
+
+// The network features, on a bench whose payload is a local process
+// behind a veth (root, no QEMU).
+func TestFeaturesNetns(t *testing.T) {
+	testenv.RequireNetlab(t)
+	run(t, "../benches/netns.yaml", "")
+}
+
+// The features a QEMU payload can run, on the image `make image` built
+// (root, QEMU).
+func TestFeaturesQEMU(t *testing.T) {
+	testenv.RequireNetlab(t)
+	testenv.RequireQEMU(t, "..")
+	t.Setenv("HIL_MINIO", testenv.RequireMinIO(t))
+	run(t, "../benches/qemu.yaml", "")
 }
 
 func run(t *testing.T, bench, tags string) {

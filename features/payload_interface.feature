@@ -74,6 +74,7 @@ Feature: The bus is the Payload Controller that the payload app talks to
     Then the staged file "scan.bin" lands in the bucket under the outbox layout with the bytes of mkfile 2MiB seed 11 within 20s
     And "/opt/antaris/outbound/scan.bin" is deleted from the payload within 10s
 
+  @local
   Scenario Outline: A stage path leading out of the outbound directory is refused and nothing is read
     Given a window 2011 for user "alice" on board "refpayload" lasting 30s
     And the payload has a file "/etc/secret" and a link "/opt/antaris/outbound/up" to "/etc"

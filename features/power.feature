@@ -1,4 +1,4 @@
-@sim @power
+@sim @power @relay
 Feature: Payload power through relay boards
   On a bench each payload's power goes through a channel of a USB/serial
   relay board. The bus switches it with the real driver (go.bug.st/serial)

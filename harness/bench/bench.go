@@ -34,6 +34,10 @@ type Bench struct {
 	// Network is the bench's Ethernet. Without the section (the sim
 	// bench) the bus reaches its payloads on loopback.
 	Network Network `yaml:"network"`
+	// Tags selects the scenarios this bench can run, as a godog tag
+	// expression ("~@network", "@qemu && ~@slow"); hil run adds it to its
+	// --tags. Default: every scenario.
+	Tags string `yaml:"tags"`
 
 	Boards []*Board `yaml:"-"` // loaded, in BoardNames order
 }

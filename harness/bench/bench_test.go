@@ -18,7 +18,7 @@ const testHostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDN3olJZBw4hX/6lXvoULs3
 
 // Messages repeated across cases.
 const (
-	benchKeys    = "name, satellite, signaling, store, boards, boards_dir, timing, downlink, payload_interface, network"
+	benchKeys    = "name, satellite, signaling, store, boards, boards_dir, timing, downlink, payload_interface, tags, network"
 	storeKeys    = "kind, endpoint, secure, region, bucket, prefix, access_key_env, secret_key_env"
 	downlinkKeys = "topics, routes, ttl, uploads, retry, link"
 	boardKeys    = "name, address, ssh, power, boot_timeout, oort, payload_interface"

@@ -147,6 +147,7 @@ func benchFields(b *Bench) []field {
 		}},
 		{key: "downlink", into: downlinkFields(&b.Downlink)},
 		{key: "payload_interface", into: payloadInterfaceFields(&b.PayloadInterface)},
+		{key: "tags", want: `a godog tag expression, e.g. "~@network && ~@slow"`, into: &b.Tags},
 		{key: "network", into: []field{
 			{key: "bus_address", required: true, want: `the bus's IPv4 address and prefix length on the bench bridge, e.g. "10.42.0.1/24"`, into: &b.Network.BusAddress},
 			{key: "shape", into: []field{

@@ -18,6 +18,7 @@ import (
 
 	"github.com/satbench/hil/harness/bench"
 	"github.com/satbench/hil/harness/downlink"
+	"github.com/satbench/hil/harness/netlab"
 	"github.com/satbench/hil/harness/oort"
 	"github.com/satbench/hil/harness/pi"
 	"github.com/satbench/hil/harness/power"
@@ -77,6 +78,9 @@ type Board struct {
 	// Console is the file the payload's console is captured in, if any;
 	// its tail goes into the reason of a window that fails to boot.
 	Console string
+	// Link is the bus side of the payload's Ethernet on a bench with a
+	// network; nil on loopback.
+	Link netlab.Link
 
 	power *supervised // Power
 }
@@ -100,6 +104,8 @@ type Bus struct {
 	// PI is the Payload Controller payload apps talk to; nil when no
 	// board runs an app.
 	PI *pi.Controller
+
+	dial dialer // nil: this host's network (see openNetwork)
 
 	mu        sync.Mutex
 	running   map[string]*run // the window in progress on each board
@@ -492,7 +498,7 @@ func (r *run) collect(ctx context.Context, c *remote.Client) ([]string, error) {
 	if addr == "" {
 		return nil, nil
 	}
-	col := &oort.Collector{Agent: "http://" + addr, Topics: r.bus.Bench.Downlink.Topics, SpoolDir: r.bus.Queue.Incoming()}
+	col := &oort.Collector{Agent: "http://" + addr, Topics: r.bus.Bench.Downlink.Topics, SpoolDir: r.bus.Queue.Incoming(), HTTP: r.bus.HTTPClient()}
 	info, err := col.Info(ctx)
 	if err != nil {
 		return nil, err

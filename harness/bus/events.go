@@ -19,6 +19,7 @@ const (
 	KindUplink   Kind = "uplink"   // a file placed on the payload
 	KindDownlink Kind = "downlink" // a file swept or delivered
 	KindPI       Kind = "pi"       // a Payload Interface message, in or out, or what the controller did
+	KindLink     Kind = "link"     // a payload's Ethernet cut or restored
 	KindError    Kind = "error"
 )
 

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/satbench/hil/harness/bench"
+	"github.com/satbench/hil/harness/netlab"
 	"github.com/satbench/hil/harness/power"
 	"github.com/satbench/hil/harness/relay"
 	"github.com/satbench/hil/harness/store"
@@ -55,33 +56,49 @@ func Open(ctx context.Context, b *bench.Bench, dir string) (*Bus, error) {
 			return fail(fmt.Errorf("bus: bench %s: downlink.routes[%d].bucket %s: %w", b.File, i, r.Bucket, err))
 		}
 	}
+	lab, err := openNetwork(ctx, b)
+	if err != nil {
+		return fail(err)
+	}
+	if lab != nil {
+		closers = append(closers, lab.Close) // the last to go
+	}
 	powers := map[string]power.Power{}
 	consoles := map[string]string{}
+	links := map[string]netlab.Link{}
 	roots := map[string]string{} // payload roots of the boards the bench starts
 	relays := map[relay.Port]*relay.Board{}
-	boards := make([]*bench.Board, len(b.Boards))
+	opened := *b
+	opened.Boards = make([]*bench.Board, len(b.Boards))
 	for i, bc := range b.Boards {
 		bc := *bc // the address may be resolved below; the bench stays as loaded
-		boards[i] = &bc
+		opened.Boards[i] = &bc
 		dir := filepath.Join(dir, "boards", bc.Name)
-		p, console, closer, err := openPower(&bc, dir, relays)
+		bp, err := openPower(ctx, &opened, i, dir, relays, lab)
 		if err != nil {
 			return fail(err)
 		}
-		closers = append(closers, closer)
-		powers[bc.Name] = p
-		if console != "" {
-			consoles[bc.Name] = console
+		closers = append(closers, bp.closer)
+		powers[bc.Name] = bp.power
+		if bp.console != "" {
+			consoles[bc.Name] = bp.console
 			roots[bc.Name] = filepath.Join(dir, "root")
 		}
+		if bp.link != nil {
+			links[bc.Name] = bp.link
+		}
 	}
-	opened := *b
-	opened.Boards = boards
 	bus, err := New(&opened, st, filepath.Join(dir, "queue"), powers)
 	if err != nil {
 		return fail(err)
 	}
-	pc, err := openPI(&opened, roots, bus)
+	if lab != nil {
+		bus.dial = lab.Dial
+		for name, bd := range bus.Boards {
+			bd.Remote.Dial, bd.Link = lab.Dial, links[name]
+		}
+	}
+	pc, err := openPI(ctx, &opened, roots, bus, lab)
 	if err != nil {
 		bus.stopQueue()
 		return fail(err)
@@ -174,13 +191,21 @@ func openStore(ctx context.Context, b *bench.Bench, dir string) (store.Store, st
 	return nil, store.Config{}, nil, nil, fmt.Errorf("bus: bench %s: store.kind %q is not embedded, minio or s3", b.File, b.Store.Kind)
 }
 
-// openPower builds a board's power, and returns with it the file its
-// console goes to (for the boards the bench starts) and what powers the
-// payload off and closes what it opened. relays holds the real relay
-// boards opened so far, by port.
-func openPower(bc *bench.Board, dir string, relays map[relay.Port]*relay.Board) (p power.Power, console string, closer func() error, err error) {
-	fail := func(err error) (power.Power, string, func() error, error) {
-		return nil, "", nil, fmt.Errorf("bus: board %s (%s): %w", bc.Name, bc.File, err)
+// boardPower is what openPower builds for a board.
+type boardPower struct {
+	power   power.Power
+	console string      // the file its console goes to, for the boards the bench starts
+	link    netlab.Link // its Ethernet on the bench network, if the bench has one
+	closer  func() error
+}
+
+// openPower builds the power of board i of b (on lab, the bench's
+// network, if it has one) and what powers the payload off and closes what
+// it opened. relays holds the real relay boards opened so far, by port.
+func openPower(ctx context.Context, b *bench.Bench, i int, dir string, relays map[relay.Port]*relay.Board, lab *netlab.Lab) (boardPower, error) {
+	bc := b.Boards[i]
+	fail := func(err error) (boardPower, error) {
+		return boardPower{}, fmt.Errorf("bus: board %s (%s): %w", bc.Name, bc.File, err)
 	}
 	off := func(p power.Power) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -192,32 +217,64 @@ func openPower(bc *bench.Board, dir string, relays map[relay.Port]*relay.Board) 
 		if err != nil {
 			return fail(err)
 		}
-		return p, "", func() error { return off(p) }, nil
+		return boardPower{power: p, closer: func() error { return off(p) }}, nil
 	}
-	proc, f, err := payloadProcess(bc, dir)
+	console, err := openConsole(dir)
 	if err != nil {
 		return fail(err)
 	}
+	if bc.Power.Kind == "qemu" {
+		m, link, err := qemuPower(ctx, lab, b, i, dir, filepath.Join(dir, "root"), console)
+		if err != nil {
+			console.Close()
+			return fail(err)
+		}
+		return boardPower{power: m, console: console.Name(), link: link,
+			closer: func() error { return errors.Join(off(m), console.Close()) }}, nil
+	}
+	proc, err := payloadProcess(bc, dir, console)
+	if err != nil {
+		console.Close()
+		return fail(err)
+	}
+	var link netlab.Link
+	if lab != nil {
+		if link, err = vethPower(ctx, lab, b, i, proc); err != nil {
+			console.Close()
+			return fail(err)
+		}
+	}
 	if bc.Power.Kind == "process" {
-		return proc, f.Name(), func() error { return errors.Join(off(proc), f.Close()) }, nil
+		return boardPower{power: proc, console: console.Name(), link: link,
+			closer: func() error { return errors.Join(off(proc), console.Close()) }}, nil
 	}
 	w, err := simulateRelay(bc, proc, dir)
 	if err != nil {
-		f.Close()
+		console.Close()
 		return fail(fmt.Errorf("simulated %s relay: %w", bc.Power.Relay.Protocol, err))
 	}
 	// The payload goes off with its relay board, which a scenario may
 	// have unplugged: switching the relay off could then only fail.
-	return w, f.Name(), func() error { return errors.Join(w.sim.Close(), off(proc), f.Close()) }, nil
+	return boardPower{power: w, console: console.Name(), link: link,
+		closer: func() error { return errors.Join(w.sim.Close(), off(proc), console.Close()) }}, nil
+}
+
+// openConsole opens dir/console.log, where the console of a payload the
+// bench starts goes, for appending.
+func openConsole(dir string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return os.OpenFile(filepath.Join(dir, "console.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 }
 
 // payloadProcess builds the reference payload of a board the bench
 // starts: this same executable re-run as a child, serving SSH on the
 // board's address with its filesystem rooted under dir; its output goes
-// to dir/console.log, returned for the caller to close.
-func payloadProcess(bc *bench.Board, dir string) (*power.Process, *os.File, error) {
-	fail := func(err error) (*power.Process, *os.File, error) {
-		return nil, nil, fmt.Errorf("bus: board %s (%s): %w", bc.Name, bc.File, err)
+// to console.
+func payloadProcess(bc *bench.Board, dir string, console *os.File) (*power.Process, error) {
+	fail := func(err error) (*power.Process, error) {
+		return nil, fmt.Errorf("bus: board %s (%s): %w", bc.Name, bc.File, err)
 	}
 	for _, addr := range []*string{&bc.Address, &bc.OORT.Address, &bc.PayloadInterface.Callback} {
 		if strings.HasSuffix(*addr, ":0") {
@@ -238,7 +295,7 @@ func payloadProcess(bc *bench.Board, dir string) (*power.Process, *os.File, erro
 	}
 	rc, err := RemoteConfig(bc)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	pub := filepath.Join(dir, "bus_key.pub")
 	if err := os.WriteFile(pub, ssh.MarshalAuthorizedKey(rc.Signer.PublicKey()), 0o644); err != nil {
@@ -252,10 +309,6 @@ func payloadProcess(bc *bench.Board, dir string) (*power.Process, *os.File, erro
 	self, err := os.Executable()
 	if err != nil {
 		return fail(fmt.Errorf("find the reference payload (this executable): %w", err))
-	}
-	console, err := os.OpenFile(filepath.Join(dir, "console.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return fail(err)
 	}
 	args := []string{"--root", root, "--listen", bc.Address, "--host-key", hostKey,
 		"--authorized-key", pub, "--user", bc.SSH.User}
@@ -271,5 +324,5 @@ func payloadProcess(bc *bench.Board, dir string) (*power.Process, *os.File, erro
 		Args:    args,
 		Env:     append(os.Environ(), ChildEnv),
 		Console: console,
-	}, console, nil
+	}, nil
 }

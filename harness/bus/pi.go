@@ -12,6 +12,7 @@ import (
 
 	"github.com/satbench/hil/harness/bench"
 	"github.com/satbench/hil/harness/downlink"
+	"github.com/satbench/hil/harness/netlab"
 	"github.com/satbench/hil/harness/orbit"
 	"github.com/satbench/hil/harness/pi"
 	"github.com/satbench/hil/harness/power"
@@ -29,9 +30,11 @@ const (
 )
 
 // openPI starts the Payload Controller if any board runs a payload app,
-// and writes each such process board's app-side files into its root.
-// roots maps a process board to its payload root.
-func openPI(b *bench.Bench, roots map[string]string, bus *Bus) (*pi.Controller, error) {
+// and writes each such board's app-side files into its root (what a QEMU
+// payload finds laid over its own at boot). roots maps a board the bench
+// starts to its payload root. On a bench with a network (lab), the
+// controller serves inside it.
+func openPI(ctx context.Context, b *bench.Bench, roots map[string]string, bus *Bus, lab *netlab.Lab) (*pi.Controller, error) {
 	var apps []*bench.Board
 	for _, bc := range b.Boards {
 		if bc.RunsApp() {
@@ -45,16 +48,25 @@ func openPI(b *bench.Bench, roots map[string]string, bus *Bus) (*pi.Controller, 
 		return nil, fmt.Errorf("bus: bench %s: payload_interface: %w", b.File, err)
 	}
 	cfg := b.PayloadInterface
-	ln, err := net.Listen("tcp", cfg.Listen)
+	listen := func(ctx context.Context, network, addr string) (net.Listener, error) {
+		return new(net.ListenConfig).Listen(ctx, network, addr)
+	}
+	// What a payload app dials when the controller listens everywhere.
+	local := "127.0.0.1"
+	if lab != nil {
+		listen, local = lab.Listen, lab.BusAddr().Addr().String()
+	}
+	ln, err := listen(ctx, "tcp", cfg.Listen)
 	if err != nil {
 		return fail(fmt.Errorf("listen on %s: %w", cfg.Listen, err))
 	}
 	host, port, _ := net.SplitHostPort(ln.Addr().String())
 	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
-		host = "127.0.0.1" // what a local app dials when the controller listens everywhere
+		host = local
 	}
 	pc := pi.Config{
 		Listener:       ln,
+		Dial:           bus.dial,
 		Hardware:       map[int32]power.Power{},
 		Orbit:          orbit.Circular{AltitudeKm: cfg.Orbit.AltitudeKm, InclinationDeg: cfg.Orbit.InclinationDeg},
 		HealthInterval: cfg.HealthCheck.Interval.D(),
@@ -105,7 +117,9 @@ func writeAppFiles(root string, bc *bench.Board, pcHost, pcPort string, ca *cert
 	a := bc.PayloadInterface
 	appHost, appPort, err := net.SplitHostPort(a.Callback)
 	if a.Callback == "" || err != nil {
-		appHost, appPort = "127.0.0.1", pi.DefaultCallbackPort
+		// The address the app calls from, as the controller sees it.
+		appHost, _, _ = net.SplitHostPort(bc.Address)
+		appPort = pi.DefaultCallbackPort
 	}
 	ssl := "0"
 	if ca != nil {

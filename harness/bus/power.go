@@ -13,6 +13,7 @@ import (
 	"github.com/satbench/hil/fixtures/relaysim"
 	"github.com/satbench/hil/harness/bench"
 	"github.com/satbench/hil/harness/power"
+	"github.com/satbench/hil/harness/qemu"
 	"github.com/satbench/hil/harness/relay"
 )
 
@@ -326,4 +327,12 @@ func (b *Board) Sim() *relaysim.Sim {
 		return w.sim
 	}
 	return nil
+}
+
+// Machine returns the QEMU machine that powers the board's payload, or
+// nil if it is not a QEMU payload. Switching it directly, past the bus,
+// is how a test makes the payload lose power.
+func (b *Board) Machine() *qemu.Machine {
+	m, _ := b.power.Power.(*qemu.Machine)
+	return m
 }

@@ -279,7 +279,7 @@ func corruptsPair(ctx context.Context, name string) error {
 		return err
 	}
 	defer c.Close()
-	col := &oort.Collector{Agent: "http://" + w.bus.Boards[w.window.Board].Config.OORT.Address, SpoolDir: w.dir}
+	col := &oort.Collector{Agent: "http://" + w.bus.Boards[w.window.Board].Config.OORT.Address, SpoolDir: w.dir, HTTP: w.bus.HTTPClient()}
 	info, err := col.Info(ctx)
 	if err != nil {
 		return err

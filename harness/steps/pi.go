@@ -87,15 +87,20 @@ func servesTLS(ctx context.Context) error {
 }
 
 // appFile returns the host path of one of the app's files on the window's
-// payload, opening the bus, which writes them.
+// payload, opening the bus, which writes them. A QEMU payload finds them
+// laid over its filesystem at its next boot.
 func (w *world) appFile(ctx context.Context, name string) (string, error) {
 	if _, err := w.open(ctx); err != nil {
 		return "", err
 	}
-	root, err := w.payloadRoot()
+	bc, err := w.board()
 	if err != nil {
 		return "", err
 	}
+	if !bc.Power.StartsPayload() {
+		return "", fmt.Errorf("board %s is not started by the bench (power kind %s): the bench cannot change its app's files", bc.Name, bc.Power.Kind)
+	}
+	root := filepath.Join(w.dir, "boards", bc.Name, "root")
 	return filepath.Join(root, filepath.FromSlash(name)), nil
 }
 

@@ -29,6 +29,7 @@ const stepTimeout = 2 * time.Minute
 func signalingSteps(sc *godog.ScenarioContext) {
 	sc.Given(`^a window (\S+) for user "([^"]*)" on board "([^"]*)" lasting (\S+)$`, aWindow)
 	sc.Given(`^the window's user command is "([^"]*)"$`, command("user_command"))
+	sc.Given(`^the window lasts (\S+)$`, windowLasts)
 	sc.Given(`^the window's configure command is "([^"]*)"$`, command("configure_command"))
 	sc.Given(`^the window's tasking parameters are:$`, taskingParameters)
 	sc.Given(`^the window's (id|user) is "([^"]*)"$`, windowField)
@@ -58,6 +59,15 @@ func aWindow(ctx context.Context, id, user, board, dur string) error {
 		return fmt.Errorf("window duration %q: %v (want e.g. 2s)", dur, err)
 	}
 	w.window = bus.Window{ID: id, User: user, Board: board, Duration: d, Tasking: map[string]any{}}
+	return nil
+}
+
+func windowLasts(ctx context.Context, dur string) error {
+	d, err := time.ParseDuration(dur)
+	if err != nil {
+		return fmt.Errorf("window duration %q: %v (want e.g. 2s)", dur, err)
+	}
+	get(ctx).window.Duration = d
 	return nil
 }
 

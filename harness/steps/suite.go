@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/cucumber/godog"
+
+	"github.com/satbench/hil/harness/bench"
 )
 
 // Options configure a feature run.
@@ -50,7 +52,7 @@ func Run(opts Options) (int, error) {
 	}
 	status := s.Run()
 	if status == 0 && scenarios.Load() == 0 {
-		return 1, fmt.Errorf("no scenario in %s matched tags %q", strings.Join(s.Options.Paths, " "), opts.Tags)
+		return 1, fmt.Errorf("no scenario in %s matched tags %q", strings.Join(s.Options.Paths, " "), s.Options.Tags)
 	}
 	return status, nil
 }
@@ -70,13 +72,18 @@ func Suite(opts Options) godog.TestSuite {
 	if out == nil {
 		out = os.Stdout
 	}
+	tags := opts.Tags
+	// A bench that does not load fails every scenario, saying why.
+	if b, err := bench.Load(opts.Bench); err == nil && b.Tags != "" {
+		tags = strings.Trim(tags+" && "+b.Tags, " &")
+	}
 	return godog.TestSuite{
 		Name:                "hil",
 		ScenarioInitializer: func(sc *godog.ScenarioContext) { initScenario(sc, opts) },
 		Options: &godog.Options{
 			Format:   format,
 			Paths:    paths,
-			Tags:     opts.Tags,
+			Tags:     tags,
 			Strict:   true,
 			NoColors: opts.NoColors,
 			Output:   out,
@@ -111,6 +118,7 @@ func initScenario(sc *godog.ScenarioContext, opts Options) {
 	downlinkSteps(sc)
 	piSteps(sc)
 	powerSteps(sc)
+	networkSteps(sc)
 }
 
 type worldKey struct{}

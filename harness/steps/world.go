@@ -53,8 +53,8 @@ func (w *world) payloadRoot() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if !bc.Power.StartsPayload() {
-		return "", fmt.Errorf("board %s is not a local process (power kind %s): its disk cannot be read while it is off", bc.Name, bc.Power.Kind)
+	if !bc.Power.LocalProcess() {
+		return "", fmt.Errorf("board %s is not a local process (power kind %s): its disk cannot be read from the bench while it is off", bc.Name, bc.Power.Kind)
 	}
 	return filepath.Join(w.dir, "boards", bc.Name, "root"), nil
 }
@@ -146,7 +146,10 @@ func (w *world) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w.window.Start = time.Now()
+	// Scheduled as far ahead as the bench powers payloads on before a
+	// window (timing.pre_buffer), so a payload that boots slowly, such as
+	// a QEMU one, is up by the start, as in orbit.
+	w.window.Start = time.Now().Add(b.Bench.Timing.PreBuffer.D())
 	// The window outlives this step but not the scenario, whose context
 	// godog derives from Options.Context: Ctrl-C ends it too.
 	rctx, cancel := context.WithCancelCause(ctx)
