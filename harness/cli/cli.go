@@ -30,6 +30,7 @@ const usage = `usage:
   hil bench pi [--apps N] [--duration D] [--health D]
   hil power on|off|cycle|status BOARD [--bench FILE] [--off D] [--wait D]
   hil relaysim --protocol lcus|numato|kmtronic|denkovi|devantech [--channels N]
+  hil doctor [--clean] [--image DIR]
   hil version
 `
 
@@ -60,6 +61,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return powerCmd(args[1:], stdout, stderr)
 	case "relaysim":
 		return relaysimCmd(args[1:], stdout, stderr)
+	case "doctor":
+		return doctorCmd(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "hil", version())
 		return 0
@@ -67,7 +70,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
-	fmt.Fprintf(stderr, "hil: unknown command %q (want run, bench, power, relaysim or version)\n%s", args[0], usage)
+	fmt.Fprintf(stderr, "hil: unknown command %q (want run, bench, power, relaysim, doctor or version)\n%s", args[0], usage)
 	return 2
 }
 
