@@ -116,6 +116,7 @@ type Lab struct {
 	bus     *namespace // nil until made
 	payload []*namespace
 	taps    []*os.File
+	workers []chan func(error) // the threads Veth.Do keeps in payload namespaces
 }
 
 // namespace is one of a lab's namespaces, held open by fd.
@@ -275,6 +276,10 @@ func (l *Lab) Close() error {
 		errs = append(errs, removeNs(l.payload[i]))
 	}
 	l.payload = nil
+	for _, w := range l.workers {
+		close(w)
+	}
+	l.workers = nil
 	if l.bus != nil {
 		errs = append(errs, removeNs(l.bus))
 		l.bus = nil

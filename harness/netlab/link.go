@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -52,6 +53,9 @@ type Veth struct {
 	Link // the bus end
 	lab  *Lab
 	ns   *namespace
+
+	once sync.Once
+	work chan func(error) // to the thread kept in ns, with its setns error; closed by the lab's Close
 }
 
 // Namespace returns the name of the payload's namespace (for `ip netns
@@ -60,9 +64,49 @@ func (v *Veth) Namespace() string { return v.ns.name }
 
 // Do runs f on an OS thread in the payload's namespace and returns its
 // error. A process f starts (exec.Cmd.Start) is in that namespace: a child
-// forked from the thread inherits it.
+// forked from the thread inherits it. The thread is the veth's own, kept
+// until the lab closes, because a child's parent-death signal
+// (SysProcAttr.Pdeathsig) fires when the thread that forked it ends.
 func (v *Veth) Do(f func() error) error {
-	return v.lab.doIn(func() *namespace { return v.ns }, f)
+	v.once.Do(func() {
+		work := make(chan func(error))
+		go func() {
+			// Never unlocked: the thread leaves the runtime with the
+			// namespace it was moved to.
+			runtime.LockOSThread()
+			err := unix.Setns(v.ns.fd, unix.CLONE_NEWNET)
+			if err != nil {
+				err = fmt.Errorf("netlab: entering network namespace %s: %w", v.ns.name, err)
+			}
+			for f := range work {
+				f(err)
+			}
+		}()
+		v.lab.mu.Lock()
+		if v.lab.closed {
+			close(work)
+		} else {
+			v.lab.workers = append(v.lab.workers, work)
+		}
+		v.lab.mu.Unlock()
+		v.work = work
+	})
+	errc := make(chan error, 1)
+	v.lab.mu.Lock()
+	if v.lab.closed {
+		v.lab.mu.Unlock()
+		return fmt.Errorf("netlab: %s: the lab is closed", v.ns.name)
+	}
+	// Sent under the lab's lock, so that Close cannot close work first.
+	v.work <- func(nsErr error) {
+		if nsErr != nil {
+			errc <- nsErr
+			return
+		}
+		errc <- f()
+	}
+	v.lab.mu.Unlock()
+	return <-errc
 }
 
 // payloadEnd is the name of a veth's end in the payload's namespace.
