@@ -32,6 +32,13 @@ Feature: The payload's Ethernet: the bench bridge, link cuts and shaping
     And "shaped.bin" lands in the bucket under the outbox layout with the bytes of mkfile 256KiB seed 5
     And the pull of "shaped.bin" from the payload ran at no more than 1Mbit/s, as measured
 
+  Scenario: A payload that does not answer SSH within its boot timeout is reported with its console's tail
+    Given the payload's boot timeout is 10s
+    And the payload's link is down at power-on
+    When the window runs to the end
+    Then the window is aborted because "no SSH within boot_timeout 10s"
+    And the reason ends with the tail of the payload's console
+
   @qemu
   Scenario: QEMU stopping dead during a window aborts it with the reason and the console tail
     Given the window's user command is "/usr/bin/sleep 1h"

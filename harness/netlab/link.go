@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -108,6 +109,17 @@ func (v *Veth) Do(f func() error) error {
 	v.lab.mu.Unlock()
 	return <-errc
 }
+
+// loadIfb loads the ifb module, if it is one and not loaded, asking for no
+// devices: left to the kernel, loading it for the first ifb would also
+// make ifb0 and ifb1 in the host's namespace, which netlab never touches.
+// A failure is not reported here: creating the ifb says what is missing.
+var loadIfb = sync.OnceFunc(func() {
+	if _, err := os.Stat("/sys/module/ifb"); err == nil {
+		return // built in, or loaded
+	}
+	exec.Command("modprobe", "ifb", "numifbs=0").Run()
+})
 
 // payloadEnd is the name of a veth's end in the payload's namespace.
 const payloadEnd = "eth0"
@@ -575,11 +587,9 @@ func netemQdisc(index int, s Shape) (*netlink.Netem, error) {
 // shapeIngress shapes what the tap dev receives (from the payload) with s:
 // an ingress qdisc on it whose u32 filter matches all and redirects
 // (mirred) to an ifb, whose egress is shaped. The ifb is named after dev's
-// index, unique in the namespace, and removed with a zero s. (Where ifb is
-// a module, the kernel loading it for the first ifb also makes ifb0 and
-// ifb1, down, in the host's namespace: `modprobe ifb numifbs=0` first
-// avoids that.)
+// index, unique in the namespace, and removed with a zero s.
 func shapeIngress(dev string, s Shape) error {
+	loadIfb()
 	lk, err := netlink.LinkByName(dev)
 	if err != nil {
 		return err

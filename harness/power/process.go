@@ -27,7 +27,7 @@ type Process struct {
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
-	exited chan struct{} // closed when cmd has exited
+	exited <-chan struct{} // closed when cmd has exited
 }
 
 var _ Power = (*Process)(nil)
@@ -52,19 +52,15 @@ func (p *Process) On(ctx context.Context) error {
 	// bus, which then powers the payload off in order; and killed with the
 	// bus, as a payload loses power when its bus does.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	start := cmd.Start
+	var start func() error
 	if p.Within != nil {
 		start = func() error { return p.Within(cmd.Start) }
 	}
-	if err := start(); err != nil {
+	exited, err := Start(cmd, start)
+	if err != nil {
 		return &Error{Op: "on", Power: p.String(), Err: err}
 	}
-	p.cmd = cmd
-	p.exited = make(chan struct{})
-	go func(exited chan struct{}) {
-		cmd.Wait()
-		close(exited)
-	}(p.exited)
+	p.cmd, p.exited = cmd, exited
 	return nil
 }
 

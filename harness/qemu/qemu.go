@@ -72,7 +72,7 @@ type Machine struct {
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
-	exited chan struct{} // closed when cmd has exited
+	exited <-chan struct{} // closed when cmd has exited
 	// QEMU serves one QMP client at a time: one connection per QEMU, one
 	// command at a time on it.
 	qmu sync.Mutex
@@ -190,11 +190,10 @@ func (m *Machine) On(ctx context.Context) error {
 	// Its own process group, away from the terminal's Ctrl-C, and killed
 	// with the bus: a payload loses power when its bus does.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	exited, err := power.Start(cmd, nil)
+	if err != nil {
 		return fail(err)
 	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
 	// Running means QMP answers "running"; QEMU refusing its command line
 	// exits at once instead.
 	for {
@@ -242,9 +241,20 @@ func (m *Machine) command(ctx context.Context, command string, ret any) error {
 	m.qmu.Lock()
 	defer m.qmu.Unlock()
 	if m.q == nil {
-		return errors.New("no QMP connection")
+		q, err := dialQMP(ctx, m.qmpPath())
+		if err != nil {
+			return err
+		}
+		m.q = q
 	}
-	return m.q.run(ctx, command, ret)
+	err := m.q.run(ctx, command, ret)
+	if err != nil {
+		// A reply may still be on its way: it would answer the next
+		// command. The next one connects afresh.
+		m.q.Close()
+		m.q = nil
+	}
+	return err
 }
 
 // status asks QMP for the VM's run state ("running", "paused",

@@ -5,10 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"path"
 	"regexp"
 	"strconv"
@@ -245,24 +243,24 @@ func sendsOORT(ctx context.Context, name, size, topic string) error {
 		return err
 	}
 	s, src := ss[0], path.Join(dir, name)
-	addr := w.bus.Boards[w.window.Board].Config.OORT.Address
-	if addr == "" {
+	if addr := w.bus.Boards[w.window.Board].Config.OORT.Address; addr == "" {
 		return fmt.Errorf("board %s runs no OORT agent (no oort.address in %s)", w.window.Board, w.bus.Boards[w.window.Board].Config.File)
 	}
-	body, _ := json.Marshal(map[string]any{"destination": "ground", "filepath": src, "topic": topic})
-	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+addr+"/sdk/v1/send_file", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	// On the payload, as its software calls the agent's SDK API.
+	c, err := upPayload(ctx)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-	var r struct{ UUID string }
-	if resp.StatusCode != 200 || json.Unmarshal(b, &r) != nil || r.UUID == "" {
-		return fmt.Errorf("send_file %s on topic %s: %s: %s", src, topic, resp.Status, b)
+	defer c.Close()
+	var out bytes.Buffer
+	if err := c.Run(ctx, fmt.Sprintf("/usr/bin/oort_send %s %s ground", shellQuote(src), shellQuote(topic)), &out); err != nil {
+		return fmt.Errorf("oort_send %s on topic %s: %w", src, topic, err)
 	}
-	s.topic, s.uuid = topic, r.UUID
+	uuid := strings.TrimSpace(out.String())
+	if uuid == "" {
+		return fmt.Errorf("oort_send %s on topic %s printed no UUID", src, topic)
+	}
+	s.topic, s.uuid = topic, uuid
 	return nil
 }
 
@@ -618,4 +616,9 @@ func (w *world) sentOORT(name string) (*sent, error) {
 		return nil, fmt.Errorf("%q was not sent through the OORT agent in this scenario", name)
 	}
 	return s, nil
+}
+
+// shellQuote quotes s as one word for the payload's command line.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

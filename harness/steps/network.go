@@ -17,6 +17,8 @@ import (
 
 func networkSteps(sc *godog.ScenarioContext) {
 	sc.Given(`^the payload's link is shaped to (\S+)$`, shapedTo)
+	sc.Given(`^the payload's boot timeout is (\S+)$`, bootTimeout)
+	sc.Given(`^the payload's link is down at power-on$`, switchLink(false))
 	sc.When(`^the bus cuts the payload's link$`, switchLink(false))
 	sc.When(`^the bus restores the payload's link$`, switchLink(true))
 	sc.When(`^the payload's QEMU stops dead$`, qemuStopsDead)
@@ -57,6 +59,23 @@ func shapedTo(ctx context.Context, rate string) error {
 		return err
 	}
 	w.bench.Network.Shape.Rate = r
+	return nil
+}
+
+func bootTimeout(ctx context.Context, d string) error {
+	w := get(ctx)
+	if err := w.mustNotBeOpen("the boot timeout"); err != nil {
+		return err
+	}
+	bc, err := w.board()
+	if err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(d)
+	if err != nil || v <= 0 {
+		return fmt.Errorf("boot timeout %q: want a duration more than zero, e.g. 10s", d)
+	}
+	bc.BootTimeout = bench.Duration(v)
 	return nil
 }
 
