@@ -6,7 +6,7 @@ GO      ?= go
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/satbench/hil/harness/cli.Version=$(VERSION)
 # The suite's overall bound; no single test is timed.
-TEST_TIMEOUT ?= 20m
+TEST_TIMEOUT ?= 25m
 
 # MinIO, the real S3 server of the tests that need one and of the qemu
 # bench. Its module has no release tags: pin a pseudo-version (the same as
@@ -35,8 +35,11 @@ KERNEL_DIR     := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/hil/kernel/$(KERNEL_VER
 KERNEL_DEB     := $(KERNEL_DIR)/deb/$(KERNEL_PKG)_$(KERNEL_VERSION)_arm64.deb
 KERNEL_APT     := APT_CONFIG=$(KERNEL_DIR).tmp/apt/apt.conf
 IMAGE_DIR      := build/image
+# QEMU, for the qemu bench: Debian's package at a pinned version. `make
+# qemu` installs it (root), unless that version is installed already.
+QEMU_VERSION   := 1:7.2+dfsg-7+deb12u18+b2
 
-.PHONY: all build run test vet bench clean minio minio-path generate check-generated image
+.PHONY: all build run test vet bench clean minio minio-path generate check-generated image qemu
 
 all: build
 
@@ -130,3 +133,9 @@ $(KERNEL_DEB):
 	dpkg-deb -x $(KERNEL_DIR).tmp/deb/$(notdir $(KERNEL_DEB)) $(KERNEL_DIR).tmp/root
 	rm -rf $(KERNEL_DIR).tmp/apt
 	rm -rf $(KERNEL_DIR) && mv $(KERNEL_DIR).tmp $(KERNEL_DIR)
+
+qemu:
+	@if [ "$$(dpkg-query -W -f '$${Version}' qemu-system-arm 2>/dev/null)" != "$(QEMU_VERSION)" ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends qemu-system-arm=$(QEMU_VERSION); \
+	fi
+	qemu-system-aarch64 --version | head -1

@@ -49,6 +49,7 @@ Feature: Downlink: every file a payload queues lands in S3 whole, exactly once
     And the OORT pair of "bad.bin" is reported as not matching its meta, kept on the payload and not delivered
     And no other object appears in bucket "hil-downlink"
 
+  @bulk
   Scenario: A thousand small files
     Given a window 2005 for user "alice" on board "refpayload" lasting 8s
     When the payload writes 1000 files of 1KiB to "/outbox"

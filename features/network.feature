@@ -39,6 +39,15 @@ Feature: The payload's Ethernet: the bench bridge, link cuts and shaping
     Then the window is aborted because "no SSH within boot_timeout 10s"
     And the reason ends with the tail of the payload's console
 
+  # The host here has no netem: a QEMU payload gets the delay from netem
+  # inside its guest (a process payload's bench would refuse the shape).
+  @qemu
+  Scenario: A delay on the link reaches every round trip
+    Given the payload's link is shaped with a delay of 100ms
+    And the window's user command is "/usr/bin/sleep 1h"
+    When the window reaches "started"
+    Then a command on the payload takes at least 100ms, as measured
+
   @qemu
   Scenario: QEMU stopping dead during a window aborts it with the reason and the console tail
     Given the window's user command is "/usr/bin/sleep 1h"

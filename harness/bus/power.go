@@ -211,7 +211,7 @@ func (w *wired) await(ctx context.Context, powered bool) error {
 
 // errStartedByBench is StandalonePower's error for a board whose payload
 // the bench starts itself.
-var errStartedByBench = errors.New("its payload is the reference payload process, which the bench starts for a run and which exists only during it; outside a run there is nothing to switch (boards on a relay board or exec commands can be switched)")
+var errStartedByBench = errors.New("its payload is one the bench starts for a run (the reference payload process, or a QEMU machine) and exists only during it; outside a run there is nothing to switch (boards on a relay board or exec commands can be switched)")
 
 // StandalonePower returns the power of a board that can be switched
 // outside a run, as hil power does: power kinds relay (a real board) and

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/satbench/hil/harness/bench"
+	"github.com/satbench/hil/harness/netlab"
 	"github.com/satbench/hil/harness/perf"
 	"github.com/satbench/hil/harness/steps"
 	"github.com/satbench/hil/harness/store"
@@ -278,6 +279,11 @@ func checkBench(file string) error {
 	if b.Store.Kind == "minio" {
 		if _, err := store.FindMinIO(); err != nil {
 			return fmt.Errorf("bench %s: %w", file, err)
+		}
+	}
+	if b.Network.Enabled() {
+		if err := netlab.Available(); err != nil {
+			return fmt.Errorf("bench %s: network: %w", file, err)
 		}
 	}
 	return nil

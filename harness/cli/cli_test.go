@@ -25,7 +25,7 @@ func TestMainErrors(t *testing.T) {
 		{"missing bench", []string{"run", "--bench", "testdata/none.yaml", "testdata/undefined.feature"}, 2, "testdata/none.yaml"},
 		{"broken bench", []string{"run", "--bench", "testdata/broken-bench.yaml", "testdata/undefined.feature"}, 2, `testdata/broken-bench.yaml:7: colour: unknown key "colour"`},
 		{"all passed", []string{"run", "--bench", "../../benches/sim.yaml", "testdata/pass.feature"}, 0, ""},
-		{"no scenario matched", []string{"run", "--bench", "../../benches/sim.yaml", "--tags", "@nothing", "testdata/undefined.feature"}, 1, `no scenario in testdata/undefined.feature matched tags "@nothing"`},
+		{"no scenario matched", []string{"run", "--bench", "../../benches/sim.yaml", "--tags", "@nothing", "testdata/undefined.feature"}, 1, `no scenario in testdata/undefined.feature matched tags "@nothing && ~@network"`},
 		{"bench without a name", []string{"bench"}, 2, "want a benchmark name: downlink or pi"},
 		{"unknown benchmark", []string{"bench", "uplink"}, 2, "want a benchmark name: downlink or pi"},
 		{"bench pi no apps", []string{"bench", "pi", "--apps", "0"}, 2, "--apps 0: want 1 to 999"},
@@ -47,6 +47,9 @@ func TestMainErrors(t *testing.T) {
 		{"power process board", []string{"power", "status", "refpayload", "--bench", "../../benches/sim.yaml"}, 2, "exists only during it"},
 		{"power broken bench", []string{"power", "on", "x", "--bench", "testdata/broken-bench.yaml"}, 2, `testdata/broken-bench.yaml:7: colour`},
 		{"power negative off", []string{"power", "cycle", "x", "--off", "-1s"}, 2, "want --off 0 or more"},
+		{"power qemu board", []string{"power", "on", "refpayload", "--bench", "../../benches/qemu.yaml"}, 2, "(the reference payload process, or a QEMU machine) and exists only during it"},
+		{"doctor extra argument", []string{"doctor", "now"}, 2, `unexpected argument "now"`},
+		{"doctor unknown flag", []string{"doctor", "--fix"}, 2, "flag provided but not defined: -fix"},
 		{"relaysim unknown protocol", []string{"relaysim", "--protocol", "sainsmart"}, 2, "sainsmart"},
 		{"relaysim extra argument", []string{"relaysim", "--protocol", "lcus", "now"}, 2, `unexpected argument "now"`},
 		{"undefined step fails", []string{"run", "--bench", "../../benches/sim.yaml", "--format", "progress", "testdata/undefined.feature"}, 1, ""},
@@ -147,5 +150,21 @@ power:
 	var out, errb bytes.Buffer
 	if got := Main([]string{"power", "status", "cam", "--bench", bench}, &out, &errb); got != 1 || !strings.Contains(errb.String(), `printed "tripped\n"; want on or off`) {
 		t.Errorf("hil power status of a tripped outlet: status %d, stderr %q; want 1 and the status output quoted", got, errb.String())
+	}
+}
+
+// TestDoctor: hil doctor lists what this machine can run, and exits 1
+// exactly when it lists leftovers. (It is not run with --clean here: other
+// tests' labs may be about.)
+func TestDoctor(t *testing.T) {
+	var out, errb bytes.Buffer
+	got := Main([]string{"doctor", "--image", "../../build/image"}, &out, &errb)
+	if clean := strings.Contains(out.String(), "leftovers: none") || strings.Contains(out.String(), "leftovers: not looked for"); clean != (got == 0) {
+		t.Fatalf("status %d does not match the leftovers listed\nstdout: %s\nstderr: %s", got, out.String(), errb.String())
+	}
+	for _, want := range []string{"ok   sim bench", "network labs", "qemu-system-aarch64", "payload image in ../../build/image", "MinIO", "leftovers:"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 func networkSteps(sc *godog.ScenarioContext) {
 	sc.Given(`^the payload's link is shaped to (\S+)$`, shapedTo)
+	sc.Given(`^the payload's link is shaped with a delay of (\S+)$`, shapedDelay)
 	sc.Given(`^the payload's boot timeout is (\S+)$`, bootTimeout)
 	sc.Given(`^the payload's link is down at power-on$`, switchLink(false))
 	sc.When(`^the bus cuts the payload's link$`, switchLink(false))
@@ -27,6 +28,7 @@ func networkSteps(sc *godog.ScenarioContext) {
 	sc.Then(`^SSH to the payload fails$`, sshFails)
 	sc.Then(`^the pull of "([^"]*)" from the payload ran at no more than (\S+), as measured$`, pullRate)
 	sc.Then(`^the reason ends with the tail of the payload's console$`, reasonHasConsoleTail)
+	sc.Then(`^a command on the payload takes at least (\S+), as measured$`, commandTakes)
 }
 
 // networkBoard returns the window's board on the open bus, which must be
@@ -59,6 +61,51 @@ func shapedTo(ctx context.Context, rate string) error {
 		return err
 	}
 	w.bench.Network.Shape.Rate = r
+	return nil
+}
+
+func shapedDelay(ctx context.Context, d string) error {
+	w := get(ctx)
+	if err := w.mustNotBeOpen("the link's shape"); err != nil {
+		return err
+	}
+	if !w.bench.Network.Enabled() {
+		return fmt.Errorf("bench %s has no network section, so no link to shape", w.bench.File)
+	}
+	v, err := time.ParseDuration(d)
+	if err != nil || v <= 0 {
+		return fmt.Errorf("delay %q: want a duration more than zero, e.g. 100ms", d)
+	}
+	w.bench.Network.Shape.Delay = bench.Duration(v)
+	return nil
+}
+
+// commandTakes runs a command that does nothing on the payload, over an
+// open SSH connection, a few times: each takes at least one round trip,
+// so the fastest shows the link's delay.
+func commandTakes(ctx context.Context, least string) error {
+	w := get(ctx)
+	want, err := time.ParseDuration(least)
+	if err != nil {
+		return err
+	}
+	c, err := w.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	fastest := time.Duration(1<<63 - 1)
+	for range 3 {
+		start := time.Now()
+		if err := c.Run(ctx, "/usr/bin/exit 0", nil); err != nil {
+			return err
+		}
+		fastest = min(fastest, time.Since(start))
+	}
+	fmt.Fprintf(w.failOut(), "    measured: the fastest of 3 commands on the payload took %v\n", fastest.Round(time.Millisecond))
+	if fastest < want {
+		return fmt.Errorf("a command on the payload took %v, less than the %v the link should delay it", fastest, want)
+	}
 	return nil
 }
 

@@ -111,6 +111,12 @@ func initScenario(sc *godog.ScenarioContext, opts Options) {
 			// What a person needs to see why it failed: the bus's story.
 			ctx = godog.Attach(ctx, godog.Attachment{FileName: "events.txt", MediaType: "text/plain", Body: []byte(w.eventText())})
 			fmt.Fprintf(w.failOut(), "--- events of %q\n%s", s.Name, w.eventText())
+			// And each payload's serial console, as a bench engineer
+			// would look at it next.
+			for _, c := range w.consoles() {
+				ctx = godog.Attach(ctx, godog.Attachment{FileName: c.board + "-console.log", MediaType: "text/plain", Body: c.text})
+				fmt.Fprintf(w.failOut(), "--- console of %s (last lines; all %d bytes in %s-console.log of the report)\n%s\n", c.board, len(c.text), c.board, lastLines(c.text, 20))
+			}
 		}
 		return ctx, w.close()
 	})

@@ -212,3 +212,33 @@ func (w *world) newHostKey() (string, error) {
 	name := filepath.Join(w.dir, "other_host_ed25519")
 	return name, os.WriteFile(name, pem.EncodeToMemory(blk), 0o600)
 }
+
+type console struct {
+	board string
+	text  []byte
+}
+
+// consoles returns the console of each payload the bench started, in
+// board order.
+func (w *world) consoles() []console {
+	if w.bus == nil {
+		return nil
+	}
+	var cs []console
+	for _, bc := range w.bench.Boards {
+		bd := w.bus.Boards[bc.Name]
+		if bd == nil || bd.Console == "" {
+			continue
+		}
+		if b, err := os.ReadFile(bd.Console); err == nil && len(b) > 0 {
+			cs = append(cs, console{bc.Name, b})
+		}
+	}
+	return cs
+}
+
+// lastLines returns the last n lines of b.
+func lastLines(b []byte, n int) string {
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
