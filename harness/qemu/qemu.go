@@ -46,14 +46,12 @@ type Config struct {
 	// Tap is the bench bridge's tap for this payload, nil for none. It
 	// stays open across boots; QEMU gets a duplicate each time.
 	Tap *os.File
-	MAC string // default 52:54:00 and three bytes of Name's hash
 	// Files are put into the guest's filesystem at every boot, by
 	// absolute guest path: its configuration, keys. Overlay is a host
 	// directory whose tree is put there too (the app's files the bench
 	// writes), read at each boot.
 	Files   map[string]File
 	Overlay string
-	Append  string    // more kernel command-line arguments
 	Dir     string    // the machine's own files: QMP socket, boot archive
 	Console io.Writer // the serial console and QEMU's own messages; nil discards
 }
@@ -132,14 +130,10 @@ func (m *Machine) args(initrd string) []string {
 	if mem == "" {
 		mem = "256M"
 	}
-	appendArgs := "console=ttyAMA0 panic=-1 loglevel=4"
-	if c.Append != "" {
-		appendArgs += " " + c.Append
-	}
 	args := []string{
 		"-name", "hil-" + c.Name,
 		"-M", "virt", "-cpu", cpu, "-smp", strconv.Itoa(smp), "-m", mem,
-		"-kernel", c.Kernel, "-initrd", initrd, "-append", appendArgs,
+		"-kernel", c.Kernel, "-initrd", initrd, "-append", "console=ttyAMA0 panic=-1 loglevel=4",
 		"-display", "none", "-monitor", "none", "-serial", "stdio",
 		"-qmp", "unix:" + m.qmpPath() + ",server=on,wait=off",
 		// A reboot or a panic ends the process: the payload is off.
@@ -157,10 +151,9 @@ func (m *Machine) args(initrd string) []string {
 	return args
 }
 
+// mac is the guest's MAC address: QEMU's prefix and three bytes of the
+// board's name, the same at every boot so the bus's ARP cache stays right.
 func (m *Machine) mac() string {
-	if m.cfg.MAC != "" {
-		return m.cfg.MAC
-	}
 	h := sha256.Sum256([]byte(m.cfg.Name))
 	return fmt.Sprintf("52:54:00:%02x:%02x:%02x", h[0], h[1], h[2])
 }
