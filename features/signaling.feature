@@ -20,11 +20,13 @@ Feature: Signaling a payload through one window
       {"gain_db": 42, "band": "S", "targets": ["a", "b"], "adcs_config": {"mode": "nadir"}}
       """
     And the window's user command is "/usr/bin/sleep 1h"
+    And the window lasts 1m
     When the window reaches "started"
     Then the payload file "/signaling/window_configs/1001.json" is a version 1 window config with the window's tasking parameters
 
   Scenario: An uplinked file is in the inbox before configure
     Given the file "plan.txt" containing "point at 47.6N 122.3W" is uplinked for the window
+    And the window lasts 1m
     When the window reaches "started"
     Then the payload file "/signaling/inbox/alice/plan.txt" contains "point at 47.6N 122.3W"
     And the bus placed "/signaling/inbox/alice/plan.txt" before it signalled configure

@@ -62,7 +62,9 @@ func (c *Controller) Shutdown(ctx context.Context, board string, grace time.Dura
 	if err != nil {
 		return fmt.Errorf("pi: shutdown of the app on board %s: %w", board, err)
 	}
-	t := time.NewTimer(grace - c.cfg.Now().Sub(start))
+	// The grace time runs from the app's answer to the request, so that
+	// an app is never given less than it was told, however slow the call.
+	t := time.NewTimer(grace)
 	defer t.Stop()
 	select {
 	case <-resp:
