@@ -21,7 +21,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// The sim bench and the qemu bench run side by side: both mostly wait,
+// for windows and for the emulated guest.
 func TestFeatures(t *testing.T) {
+	t.Parallel()
 	run(t, "../benches/sim.yaml", "")
 }
 
@@ -43,7 +46,8 @@ func TestFeaturesNetns(t *testing.T) {
 func TestFeaturesQEMU(t *testing.T) {
 	testenv.RequireNetlab(t)
 	testenv.RequireQEMU(t, "..")
-	t.Setenv("HIL_MINIO", testenv.RequireMinIO(t))
+	testenv.RequireMinIO(t) // the bench finds it as RequireMinIO does
+	t.Parallel()
 	run(t, "../benches/qemu.yaml", "")
 }
 
