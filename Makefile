@@ -68,6 +68,7 @@ test: vet
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./harness/bus/ ./harness/downlink/ ./harness/store/
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./harness/perf/
+	$(GO) test -run '^$$' -bench . -benchtime 5x ./harness/qemu/ ./harness/netlab/
 
 clean:
 	rm -rf bin
