@@ -6,9 +6,11 @@ Feature: Downlink: every file a payload queues lands in S3 whole, exactly once
   and land in S3 under the documented key layout with their metadata,
   byte for byte, exactly once. The queue retries S3 until it answers; a
   transfer cut by the end of a contact resumes at the next one.
+  Windows in which steps write files last long enough for a QEMU payload,
+  whose SFTP runs under emulation.
 
   Scenario: Outbox and OORT files land under their keys, topics routed to their buckets
-    Given a window 2001 for user "alice" on board "refpayload" lasting 3s
+    Given a window 2001 for user "alice" on board "refpayload" lasting 8s
     When the payload writes "report.txt" of 10KiB to "/outbox"
     And the payload sends "hk.bin" of 2MiB on topic "logs" through the OORT agent
     And the payload sends "frame-001.raw" of 1MiB on topic "images" through the OORT agent
@@ -31,7 +33,7 @@ Feature: Downlink: every file a payload queues lands in S3 whole, exactly once
     And no other object appears in bucket "hil-downlink"
 
   Scenario: A contact ending mid-file: the transfer resumes at the next contact and lands whole
-    Given a window 2003 for user "alice" on board "refpayload" lasting 2s
+    Given a window 2003 for user "alice" on board "refpayload" lasting 6s
     And the space link has contacts of 1s every 2s at 4Mbit/s
     When the payload writes "pass.bin" of 1MiB to "/outbox"
     Then "pass.bin" lands in bucket "hil-downlink" under "customer/a" within 1m
@@ -64,7 +66,7 @@ Feature: Downlink: every file a payload queues lands in S3 whole, exactly once
     And no other object appears in bucket "hil-downlink"
 
   Scenario Outline: A hostile file name stays inside the key prefix
-    Given a window 2007 for user "alice" on board "refpayload" lasting 2s
+    Given a window 2007 for user "alice" on board "refpayload" lasting 5s
     When the payload writes "<name>" of 1KiB to "/outbox"
     Then "<name>" lands in bucket "hil-downlink" under "customer/a" within 30s
     And no other object appears in bucket "hil-downlink"
@@ -81,13 +83,13 @@ Feature: Downlink: every file a payload queues lands in S3 whole, exactly once
       | tab\there.txt      |
 
   Scenario: A 255-byte file name, the longest Linux allows, stays inside the key prefix
-    Given a window 2008 for user "alice" on board "refpayload" lasting 2s
+    Given a window 2008 for user "alice" on board "refpayload" lasting 5s
     When the payload writes a file with a 255-byte name to "/outbox"
     Then the file with the 255-byte name lands in bucket "hil-downlink" under "customer/a" within 30s
     And no other object appears in bucket "hil-downlink"
 
   Scenario: A slow S3 endpoint and a slow link still deliver every byte once
-    Given a window 2009 for user "alice" on board "refpayload" lasting 2s
+    Given a window 2009 for user "alice" on board "refpayload" lasting 8s
     And the space link runs at 16Mbit/s
     When the S3 endpoint is slowed to 1MiB per second
     And the payload writes "slow.bin" of 3MiB to "/outbox"
@@ -95,7 +97,7 @@ Feature: Downlink: every file a payload queues lands in S3 whole, exactly once
     And no other object appears in bucket "hil-downlink"
 
   Scenario: Nothing crosses a cut link; the queue drains when it is back
-    Given a window 2010 for user "alice" on board "refpayload" lasting 2s
+    Given a window 2010 for user "alice" on board "refpayload" lasting 5s
     When the space link goes down
     And the payload writes "held.bin" of 64KiB to "/outbox"
     And the window reaches "downlinking"
