@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"sync"
 	"syscall"
@@ -21,6 +22,9 @@ type Process struct {
 	// Console receives the process's standard output and error, as a
 	// board's serial console would. Nil discards them.
 	Console io.Writer
+	// ExtraFiles are passed to the process as fds 3, 4, ... (a tap's
+	// queue, for QEMU).
+	ExtraFiles []*os.File
 	// Within, if set, runs the start of the process: a bench network
 	// starts it inside the payload's network namespace.
 	Within func(start func() error) error
@@ -48,6 +52,7 @@ func (p *Process) On(ctx context.Context) error {
 	cmd.Env = p.Env
 	cmd.Stdout = p.Console
 	cmd.Stderr = p.Console
+	cmd.ExtraFiles = p.ExtraFiles
 	// Its own process group, so a Ctrl-C at the terminal reaches only the
 	// bus, which then powers the payload off in order; and killed with the
 	// bus, as a payload loses power when its bus does.

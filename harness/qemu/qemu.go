@@ -24,7 +24,6 @@ import (
 	"sort"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/satbench/hil/harness/power"
@@ -65,12 +64,12 @@ type File struct {
 // Machine is a Config's virtual payload, a power.Power. Its zero value
 // is not usable: call New.
 type Machine struct {
-	cfg    Config
-	binary string
+	cfg Config
+	// proc is QEMU itself: its start, its exit (Stopped), and the kill
+	// when QMP does not answer.
+	proc *power.Process
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited <-chan struct{} // closed when cmd has exited
+	mu sync.Mutex // serialises On: each boot rewrites the boot archive
 	// QEMU serves one QMP client at a time: one connection per QEMU, one
 	// command at a time on it.
 	qmu sync.Mutex
@@ -110,15 +109,21 @@ func New(cfg Config) (*Machine, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return fail(err)
 	}
-	return &Machine{cfg: cfg, binary: bin}, nil
+	m := &Machine{cfg: cfg}
+	m.proc = &power.Process{Name: cfg.Name, Path: bin, Args: m.args(), Console: cfg.Console}
+	if cfg.Tap != nil {
+		m.proc.ExtraFiles = []*os.File{cfg.Tap} // fd 3 in args
+	}
+	return m, nil
 }
 
 func (m *Machine) String() string { return "qemu " + m.cfg.Name }
 
-func (m *Machine) qmpPath() string { return filepath.Join(m.cfg.Dir, "qmp.sock") }
+func (m *Machine) qmpPath() string    { return filepath.Join(m.cfg.Dir, "qmp.sock") }
+func (m *Machine) initrdPath() string { return filepath.Join(m.cfg.Dir, "initrd") }
 
-// args is QEMU's command line for a boot from initrd.
-func (m *Machine) args(initrd string) []string {
+// args is QEMU's command line: the boot archive, the QMP socket, the tap.
+func (m *Machine) args() []string {
 	c := m.cfg
 	cpu, smp, mem := c.CPU, c.SMP, c.Memory
 	if cpu == "" {
@@ -133,7 +138,7 @@ func (m *Machine) args(initrd string) []string {
 	args := []string{
 		"-name", "hil-" + c.Name,
 		"-M", "virt", "-cpu", cpu, "-smp", strconv.Itoa(smp), "-m", mem,
-		"-kernel", c.Kernel, "-initrd", initrd, "-append", "console=ttyAMA0 panic=-1 loglevel=4",
+		"-kernel", c.Kernel, "-initrd", m.initrdPath(), "-append", "console=ttyAMA0 panic=-1 loglevel=4",
 		"-display", "none", "-monitor", "none", "-serial", "stdio",
 		"-qmp", "unix:" + m.qmpPath() + ",server=on,wait=off",
 		// A reboot or a panic ends the process: the payload is off.
@@ -163,68 +168,51 @@ func (m *Machine) mac() string {
 func (m *Machine) On(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.running() {
+	if st, _ := m.proc.State(ctx); st == power.On {
 		return nil
 	}
 	fail := func(err error) error { return &power.Error{Op: "on", Power: m.String(), Err: err} }
 	if err := ctx.Err(); err != nil {
 		return fail(context.Cause(ctx))
 	}
-	initrd, err := m.writeInitrd()
-	if err != nil {
+	if err := m.writeInitrd(); err != nil {
 		return fail(err)
 	}
 	os.Remove(m.qmpPath())
-	cmd := exec.Command(m.binary, m.args(initrd)...)
-	cmd.Stdout, cmd.Stderr = m.cfg.Console, m.cfg.Console
-	if m.cfg.Tap != nil {
-		cmd.ExtraFiles = []*os.File{m.cfg.Tap}
+	m.qmu.Lock()
+	if m.q != nil {
+		m.q.Close() // the last QEMU's
+		m.q = nil
 	}
-	// Its own process group, away from the terminal's Ctrl-C, and killed
-	// with the bus: a payload loses power when its bus does.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	exited, err := power.Start(cmd, nil)
-	if err != nil {
-		return fail(err)
+	m.qmu.Unlock()
+	if err := m.proc.On(ctx); err != nil {
+		return fail(cause(err))
 	}
 	// Running means QMP answers "running"; QEMU refusing its command line
 	// exits at once instead.
+	exited := m.proc.Stopped()
 	for {
-		q, err := dialQMP(ctx, m.qmpPath())
-		if err == nil {
-			m.cmd, m.exited = cmd, exited
-			m.qmu.Lock()
-			if m.q != nil {
-				m.q.Close()
-			}
-			m.q = q
-			m.qmu.Unlock()
-			if st, err := m.status(ctx); err == nil && st == "running" {
-				return nil
-			}
+		if st, err := m.status(ctx); err == nil && st == "running" {
+			return nil
 		}
 		select {
 		case <-exited:
-			return fail(fmt.Errorf("QEMU exited at start (%v): see the console", cmd.ProcessState))
+			return fail(errors.New("QEMU exited at start: see the console"))
 		case <-ctx.Done():
-			cmd.Process.Kill()
-			<-exited
+			m.proc.Off(context.Background()) // a kill, waited for
 			return fail(context.Cause(ctx))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
 
-func (m *Machine) running() bool {
-	if m.cmd == nil {
-		return false
+// cause is what a power.Error of proc says, for the Machine's own.
+func cause(err error) error {
+	var pe *power.Error
+	if errors.As(err, &pe) {
+		return pe.Err
 	}
-	select {
-	case <-m.exited:
-		return false
-	default:
-		return true
-	}
+	return err
 }
 
 // command runs a QMP command on the current QEMU.
@@ -265,33 +253,21 @@ func (m *Machine) status(ctx context.Context) (string, error) {
 // Off stops the machine dead (QMP quit, which ends QEMU at once; a QEMU
 // that does not answer is killed) and waits for it to be gone.
 func (m *Machine) Off(ctx context.Context) error {
-	m.mu.Lock()
-	cmd, exited := m.cmd, m.exited
-	m.mu.Unlock()
-	if cmd == nil {
+	if st, _ := m.proc.State(ctx); st == power.Off {
 		return nil
-	}
-	select {
-	case <-exited:
-		return nil
-	default:
 	}
 	// QEMU may close the connection before it answers quit.
-	if err := m.command(ctx, "quit", nil); err != nil {
-		cmd.Process.Kill()
-	}
-	select {
-	case <-exited:
-		return nil
-	case <-ctx.Done():
+	if m.command(ctx, "quit", nil) == nil {
 		select {
-		case <-exited:
+		case <-m.proc.Stopped():
 			return nil
-		default:
+		case <-ctx.Done():
 		}
-		cmd.Process.Kill()
-		return &power.Error{Op: "off", Power: m.String(), Err: fmt.Errorf("QEMU pid %d still running: %w", cmd.Process.Pid, context.Cause(ctx))}
 	}
+	if err := m.proc.Off(ctx); err != nil {
+		return &power.Error{Op: "off", Power: m.String(), Err: cause(err)}
+	}
+	return nil
 }
 
 // Cycle stops the machine and boots it again after off.
@@ -302,60 +278,42 @@ func (m *Machine) Cycle(ctx context.Context, off time.Duration) error {
 // State is On while QEMU runs the guest; a guest that is paused or shut
 // down, or no QEMU, is Off.
 func (m *Machine) State(ctx context.Context) (power.State, error) {
-	m.mu.Lock()
-	running := m.running()
-	m.mu.Unlock()
-	if !running {
+	if st, _ := m.proc.State(ctx); st == power.Off {
 		return power.Off, nil
 	}
 	st, err := m.status(ctx)
-	if err != nil {
-		if !m.alive() {
-			return power.Off, nil
-		}
-		if ctx.Err() != nil {
-			return power.Unknown, &power.Error{Op: "state", Power: m.String(), Err: context.Cause(ctx)}
-		}
-		return power.Unknown, &power.Error{Op: "state", Power: m.String(), Err: err}
-	}
-	if st == "running" {
+	switch {
+	case err == nil && st == "running":
 		return power.On, nil
+	case err == nil:
+		return power.Off, nil
 	}
-	return power.Off, nil
+	if st, _ := m.proc.State(ctx); st == power.Off {
+		return power.Off, nil // it exited while asked
+	}
+	if ctx.Err() != nil {
+		err = context.Cause(ctx)
+	}
+	return power.Unknown, &power.Error{Op: "state", Power: m.String(), Err: err}
 }
-
-func (m *Machine) alive() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.running()
-}
-
-var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // Stopped returns a channel closed when the current QEMU has exited: the
 // guest powered off, rebooted, panicked, or was switched off.
-func (m *Machine) Stopped() <-chan struct{} {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.exited == nil {
-		return closed
-	}
-	return m.exited
-}
+func (m *Machine) Stopped() <-chan struct{} { return m.proc.Stopped() }
 
 // writeInitrd writes the boot archive: the image's initramfs, then an
 // uncompressed overlay archive of Overlay's tree and Files, which the
 // kernel unpacks over it.
-func (m *Machine) writeInitrd() (string, error) {
-	name := filepath.Join(m.cfg.Dir, "initrd")
+func (m *Machine) writeInitrd() error {
+	name := m.initrdPath()
 	f, err := os.Create(name)
 	if err != nil {
-		return "", err
+		return err
 	}
 	img, err := os.Open(m.cfg.Initrd)
 	if err != nil {
 		f.Close()
-		return "", fmt.Errorf("initrd: %w", err)
+		return fmt.Errorf("initrd: %w", err)
 	}
 	n, err := io.Copy(f, img)
 	img.Close()
@@ -371,9 +329,9 @@ func (m *Machine) writeInitrd() (string, error) {
 		err = cerr
 	}
 	if err != nil {
-		return "", fmt.Errorf("boot archive %s: %w", name, err)
+		return fmt.Errorf("boot archive %s: %w", name, err)
 	}
-	return name, nil
+	return nil
 }
 
 func (m *Machine) writeOverlay(w io.Writer) error {
