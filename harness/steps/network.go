@@ -48,7 +48,8 @@ func (w *world) networkBoard(ctx context.Context) (*bus.Board, error) {
 	return bd, nil
 }
 
-func shapedTo(ctx context.Context, rate string) error {
+// shapeLink changes the bench's link shape before the bus opens.
+func shapeLink(ctx context.Context, change func(*bench.Shape) error) error {
 	w := get(ctx)
 	if err := w.mustNotBeOpen("the link's shape"); err != nil {
 		return err
@@ -56,28 +57,26 @@ func shapedTo(ctx context.Context, rate string) error {
 	if !w.bench.Network.Enabled() {
 		return fmt.Errorf("bench %s has no network section, so no link to shape", w.bench.File)
 	}
-	r, err := bench.ParseBitRate(rate)
-	if err != nil {
+	return change(&w.bench.Network.Shape)
+}
+
+func shapedTo(ctx context.Context, rate string) error {
+	return shapeLink(ctx, func(s *bench.Shape) error {
+		r, err := bench.ParseBitRate(rate)
+		s.Rate = r
 		return err
-	}
-	w.bench.Network.Shape.Rate = r
-	return nil
+	})
 }
 
 func shapedDelay(ctx context.Context, d string) error {
-	w := get(ctx)
-	if err := w.mustNotBeOpen("the link's shape"); err != nil {
-		return err
-	}
-	if !w.bench.Network.Enabled() {
-		return fmt.Errorf("bench %s has no network section, so no link to shape", w.bench.File)
-	}
-	v, err := time.ParseDuration(d)
-	if err != nil || v <= 0 {
-		return fmt.Errorf("delay %q: want a duration more than zero, e.g. 100ms", d)
-	}
-	w.bench.Network.Shape.Delay = bench.Duration(v)
-	return nil
+	return shapeLink(ctx, func(s *bench.Shape) error {
+		v, err := time.ParseDuration(d)
+		if err != nil || v <= 0 {
+			return fmt.Errorf("delay %q: want a duration more than zero, e.g. 100ms", d)
+		}
+		s.Delay = bench.Duration(v)
+		return nil
+	})
 }
 
 // commandTakes runs a command that does nothing on the payload, over an
