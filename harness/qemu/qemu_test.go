@@ -245,3 +245,22 @@ func BenchmarkSFTPFromGuest(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSSHHandshake measures one SSH connection to a booted guest: TCP,
+// key exchange and public-key login, on the emulated CPU.
+func BenchmarkSSHHandshake(b *testing.B) {
+	l := newBootLab(b)
+	l.boot(b).Close()
+	ctx := context.Background()
+	var slowest time.Duration
+	for b.Loop() {
+		start := time.Now()
+		c, err := remote.Dial(ctx, l.rc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		slowest = max(slowest, time.Since(start))
+		c.Close()
+	}
+	b.ReportMetric(slowest.Seconds(), "slowest-s")
+}

@@ -30,10 +30,11 @@ type Config struct {
 	User    string        // the signaling user
 	Signer  ssh.Signer    // the bus's key
 	HostKey ssh.PublicKey // the only host key accepted
-	// AttemptTimeout bounds one dial plus handshake; default 1s. Short,
-	// because a payload that is still booting either refuses at once or
-	// never answers (no ARP, or a forwarded port whose guest is not
-	// listening yet), and Wait retries.
+	// AttemptTimeout bounds one dial up to the payload's SSH banner;
+	// default 1s. Short, because a payload that is still booting either
+	// refuses at once or never answers (no ARP, or a forwarded port whose
+	// guest is not listening yet), and Wait retries. The rest of the
+	// handshake has HandshakeTimeout.
 	AttemptTimeout time.Duration
 	// Dial opens the connection; nil: a net.Dialer. A bench with a
 	// network of its own dials from inside it.
@@ -53,6 +54,12 @@ func (c Config) attemptTimeout() time.Duration {
 	}
 	return time.Second
 }
+
+// HandshakeTimeout bounds key exchange and login once the payload has sent
+// its banner. The payload is up by then, but on an emulated CPU, or a small
+// one under load, the handshake takes seconds: cutting it at the attempt
+// timeout would hand a closed connection to a payload that was answering.
+const HandshakeTimeout = 30 * time.Second
 
 // HostKeyError reports a payload presenting a host key other than the pinned one.
 type HostKeyError struct {
@@ -95,24 +102,25 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, cfg.attemptTimeout())
+	actx, cancel := context.WithTimeout(ctx, cfg.attemptTimeout())
 	defer cancel()
 	dial := cfg.Dial
 	if dial == nil {
 		dial = new(net.Dialer).DialContext
 	}
-	nc, err := dial(ctx, "tcp", cfg.Address)
+	nc, err := dial(actx, "tcp", cfg.Address)
 	if err != nil {
 		return nil, fmt.Errorf("remote: dial %s: %w", cfg.Address, err)
 	}
-	// The handshake has no context of its own: a deadline on the
-	// connection bounds it, and closing the connection aborts it on cancel.
-	deadline, _ := ctx.Deadline()
+	// The handshake has no context of its own: deadlines on the
+	// connection bound it (the attempt's until the banner, then
+	// HandshakeTimeout), and closing the connection aborts it when ctx
+	// ends.
+	deadline, _ := actx.Deadline()
 	nc.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
-	defer stop()
 	var hkErr *HostKeyError
-	sc, chans, reqs, err := ssh.NewClientConn(nc, cfg.Address, &ssh.ClientConfig{
+	sc, chans, reqs, err := ssh.NewClientConn(&bannerConn{Conn: nc}, cfg.Address, &ssh.ClientConfig{
 		User: cfg.User,
 		Auth: []ssh.AuthMethod{ssh.PublicKeys(cfg.Signer)},
 		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
@@ -124,6 +132,12 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		},
 		HostKeyAlgorithms: []string{cfg.HostKey.Type()},
 	})
+	// ctx may end just as the handshake succeeds: the connection is then
+	// closed, or about to be, and must not be handed out.
+	if !stop() {
+		nc.Close()
+		return nil, fmt.Errorf("remote: ssh %s@%s: %w", cfg.User, cfg.Address, context.Cause(ctx))
+	}
 	if hkErr != nil {
 		nc.Close()
 		return nil, hkErr
@@ -134,6 +148,21 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	nc.SetDeadline(time.Time{})
 	return &Client{cfg: cfg, conn: ssh.NewClient(sc, chans, reqs)}, nil
+}
+
+// bannerConn moves the connection's deadline from the attempt's to
+// HandshakeTimeout when the first bytes arrive from the payload.
+type bannerConn struct {
+	net.Conn
+	once sync.Once
+}
+
+func (c *bannerConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.once.Do(func() { c.Conn.SetDeadline(time.Now().Add(HandshakeTimeout)) })
+	}
+	return n, err
 }
 
 // Wait dials until the payload answers SSH or ctx is done. A host key

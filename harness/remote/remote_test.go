@@ -342,6 +342,33 @@ func TestWaitGivesUp(t *testing.T) {
 	}
 }
 
+// TestSlowHandshake: a payload that sends its banner at once and then
+// takes longer than the attempt timeout for key exchange and login (an
+// emulated CPU under load) is connected, not cut off: the attempt timeout
+// covers only the wait for the banner.
+func TestSlowHandshake(t *testing.T) {
+	r := startPayload(t, 0)
+	const attempt = 25 * time.Millisecond
+	px := newLaggingProxy(t, r.Addr, 4*attempt)
+	cfg := r.config()
+	cfg.Address = px.addr
+	cfg.AttemptTimeout = attempt
+	ctx, cancel := context.WithTimeout(t.Context(), payloadtest.WaitLimit)
+	defer cancel()
+	start := time.Now()
+	c, err := remote.Dial(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Dial through a slow handshake: %v", err)
+	}
+	defer c.Close()
+	if took := time.Since(start); took < 2*attempt {
+		t.Fatalf("handshake took %v; the proxy did not slow it past the %v attempt timeout", took, attempt)
+	}
+	if _, err := c.Stat(ctx, "/outbox"); err != nil {
+		t.Errorf("SFTP on the new client: %v", err)
+	}
+}
+
 // TestConfigRefused: a Config missing a required field is refused by Dial
 // and by Wait at once, without a connection.
 func TestConfigRefused(t *testing.T) {
@@ -739,15 +766,22 @@ type linkProxy struct {
 	addr       string
 	frozen     chan struct{}
 	freezeOnce sync.Once
+	// lag holds each read from the payload but its first for this long:
+	// a payload whose banner comes at once and whose key exchange is slow.
+	lag time.Duration
 }
 
 func newLinkProxy(t *testing.T, target string) *linkProxy {
+	return newLaggingProxy(t, target, 0)
+}
+
+func newLaggingProxy(t *testing.T, target string, lag time.Duration) *linkProxy {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	px := &linkProxy{addr: l.Addr().String(), frozen: make(chan struct{})}
+	px := &linkProxy{addr: l.Addr().String(), frozen: make(chan struct{}), lag: lag}
 	var mu sync.Mutex
 	var conns []net.Conn
 	go func() {
@@ -764,8 +798,8 @@ func newLinkProxy(t *testing.T, target string) *linkProxy {
 			mu.Lock()
 			conns = append(conns, a, b)
 			mu.Unlock()
-			go px.relay(b, a)
-			go px.relay(a, b)
+			go px.relay(b, a, 0)
+			go px.relay(a, b, px.lag)
 		}
 	}()
 	t.Cleanup(func() {
@@ -781,11 +815,15 @@ func newLinkProxy(t *testing.T, target string) *linkProxy {
 
 func (px *linkProxy) freeze() { px.freezeOnce.Do(func() { close(px.frozen) }) }
 
-// relay copies src to dst; once frozen it reads and drops.
-func (px *linkProxy) relay(dst, src net.Conn) {
+// relay copies src to dst, holding each read but the first for lag; once
+// frozen it reads and drops.
+func (px *linkProxy) relay(dst, src net.Conn, lag time.Duration) {
 	buf := make([]byte, 32<<10)
-	for {
+	for first := true; ; first = false {
 		n, err := src.Read(buf)
+		if !first && lag > 0 {
+			time.Sleep(lag) // the modelled slowness, not a wait for an event
+		}
 		select {
 		case <-px.frozen:
 			if err != nil {
