@@ -1,16 +1,18 @@
 // Package netlab builds a bench's payload Ethernet out of Linux network
 // namespaces: a Lab is one namespace (the bus namespace) holding a bridge
 // with the bus's address, and payloads attach to that bridge by a tap (a
-// QEMU payload, which gets the tap's file descriptor) or by a veth pair
+// QEMU payload, which gets the tap's file descriptor), by a veth pair
 // whose other end is in a namespace of the payload's own (a process
-// payload, started inside it).
+// payload, started inside it), or by the host's NIC a real board is cabled
+// to, which the lab borrows.
 //
 // The calling process stays in its namespace: its sockets to the payloads
 // are made inside the bus namespace (Lab.Dial, Lab.Listen), and a socket
 // keeps the namespace it was made in. Nothing in the host's namespace is
-// created or changed: every link, address, route and qdisc is made by a
-// thread that has entered one of the lab's namespaces, and that thread is
-// thrown away afterwards rather than switched back.
+// created or changed, but for a NIC the bench names, which is moved out
+// and back: every link, address, route and qdisc is made by a thread that
+// has entered one of the lab's namespaces, and that thread is thrown away
+// afterwards rather than switched back.
 //
 // Everything but Shape and NotOnHost needs Linux and root.
 package netlab

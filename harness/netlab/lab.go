@@ -106,7 +106,7 @@ type Lab struct {
 	recPath string // the owner record
 
 	// opMu serializes what adds to or removes from the lab (Tap, Veth,
-	// Close), each of which takes several steps.
+	// NIC, Close), each of which takes several steps.
 	opMu sync.Mutex
 
 	mu      sync.Mutex // guards what follows
@@ -116,6 +116,7 @@ type Lab struct {
 	bus     *namespace // nil until made
 	payload []*namespace
 	taps    []*os.File
+	nics    []*nic             // borrowed from the host, given back by Close
 	workers []chan func(error) // the threads Veth.Do keeps in payload namespaces
 }
 
@@ -252,9 +253,10 @@ func (l *Lab) BusAddr() netip.Prefix { return l.busAddr }
 // host's links; without, Link.Shape returns them unapplied.
 func (l *Lab) HasNetem() bool { return l.netem }
 
-// Close removes everything the lab made: the payload namespaces, killing
-// (SIGKILL) the processes still in them, the bus namespace with the
-// bridge, taps, veths and ifbs in it, and the owner record. It can be
+// Close gives the NICs back to the host and removes everything the lab
+// made: the payload namespaces, killing (SIGKILL) the processes still in
+// them, the bus namespace with the bridge, taps, veths and ifbs in it, and
+// the owner record. It can be
 // called more than once, and after a Create that failed part way.
 func (l *Lab) Close() error {
 	l.opMu.Lock()
@@ -280,6 +282,10 @@ func (l *Lab) Close() error {
 		close(w)
 	}
 	l.workers = nil
+	for _, n := range l.nics {
+		errs = append(errs, l.giveBack(n))
+	}
+	l.nics = nil
 	if l.bus != nil {
 		errs = append(errs, removeNs(l.bus))
 		l.bus = nil

@@ -392,10 +392,10 @@ func portState(index int) (uint8, error) {
 	return 0, nil // not a port (yet)
 }
 
-// link is a Link: the bus end of a tap or a veth.
+// link is a Link: the bus end of a tap or a veth, or a NIC.
 type link struct {
 	lab  *Lab
-	kind string     // "tap" or "veth"
+	kind string     // "tap", "veth" or "nic"
 	name string     // in the bus namespace
 	peer *namespace // a veth's payload namespace, with its other end
 
@@ -466,8 +466,8 @@ func (k *link) Shape(ctx context.Context, s Shape) (Shape, error) {
 	// Bus to payload: the bus end's egress.
 	err := k.lab.Do(func() error { return shapeEgress(k.name, apply) })
 	if err == nil {
-		// Payload to bus: a veth's other end's egress; a tap's ingress,
-		// redirected to an ifb whose egress can be shaped.
+		// Payload to bus: a veth's other end's egress; a tap's or a
+		// NIC's ingress, redirected to an ifb whose egress can be shaped.
 		if k.kind == "veth" {
 			err = k.lab.doIn(func() *namespace { return k.peer }, func() error { return shapeEgress(payloadEnd, apply) })
 		} else {

@@ -1030,3 +1030,203 @@ func BenchmarkShapedRate(b *testing.B) {
 		}
 	}
 }
+
+// newBoard makes what a real board cabled to the host's NIC nic is: a
+// namespace of its own (the board) with eth0 at addr, the other end of a
+// veth whose host end is nic, down, in this test's host namespace; and an
+// echo server at addr:7 there.
+func newBoard(t *testing.T, nic, addr string) {
+	t.Helper()
+	type result struct {
+		ln  net.Listener
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		// Never unlocked: the thread ends with the board's namespace.
+		runtime.LockOSThread()
+		ln, err := func() (net.Listener, error) {
+			host, err := netns.Get()
+			if err != nil {
+				return nil, err
+			}
+			defer host.Close()
+			board, err := netns.New()
+			if err != nil {
+				return nil, err
+			}
+			defer board.Close()
+			veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0"}, PeerName: nic, PeerNamespace: netlink.NsFd(host)}
+			if err := netlink.LinkAdd(veth); err != nil {
+				return nil, err
+			}
+			eth, err := netlink.LinkByName("eth0")
+			if err != nil {
+				return nil, err
+			}
+			a, _ := netlink.ParseAddr(addr + "/24")
+			if err := netlink.AddrAdd(eth, a); err != nil {
+				return nil, err
+			}
+			if err := netlink.LinkSetUp(eth); err != nil {
+				return nil, err
+			}
+			return net.Listen("tcp", addr+":7")
+		}()
+		res <- result{ln, err}
+	}()
+	r := <-res
+	if r.err != nil {
+		t.Fatalf("making the board: %v", r.err)
+	}
+	t.Cleanup(func() { r.ln.Close() })
+	go echo(r.ln)
+}
+
+// dialUntil dials addr through lab until it answers, for at most 10s: the
+// first packets over a link just up can take about a second.
+func dialUntil(t *testing.T, lab *netlab.Lab, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+		c, err := lab.Dial(ctx, "tcp", addr)
+		cancel()
+		if err == nil {
+			err = roundTrip(c, "board?", 5*time.Second)
+			c.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dial %s: %v", addr, err)
+		}
+	}
+}
+
+// TestNIC: a host's NIC, cabled to a real board, joins the bench bridge,
+// carries the bus's traffic to the board, is cut, restored and shaped as a
+// tap is, and goes back to the host as it was when the lab closes. An
+// interface the host uses is refused, and left alone.
+func TestNIC(t *testing.T) {
+	if !testenv.OwnHost(t) {
+		return
+	}
+	newBoard(t, "nic0", "10.42.0.2")
+	nic0, err := netlink.LinkByName("nic0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetUp(nic0); err != nil {
+		t.Fatal(err)
+	}
+	// Interfaces the host uses.
+	// (veths: this kernel may lack the dummy module)
+	used := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "used0"}, PeerName: "used0p"}
+	hbr := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "hbr0"}}
+	port := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "port0"}, PeerName: "port0p"}
+	clash := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "br0"}, PeerName: "br0p"}
+	for _, lk := range []netlink.Link{used, hbr, port, clash} {
+		if err := netlink.LinkAdd(lk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, _ := netlink.ParseAddr("192.168.77.1/24")
+	if err := netlink.AddrAdd(used, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetMaster(port, hbr); err != nil {
+		t.Fatal(err)
+	}
+
+	lab := newLab(t)
+	for _, tc := range []struct{ name, want string }{
+		{"nope0", `nic nope0 for ` + lab.Name() + `: no such interface on this host (it has `},
+		{"used0", "nic used0 for " + lab.Name() + ": it has address 192.168.77.1/24: the host uses it; cable the board to a NIC of its own"},
+		{"port0", "it is a port of hbr0: the host uses it"},
+		{"lo", "it is loopback"},
+		{"br0", "the lab has a link of that name"},
+		{"en/0", `nic name "en/0" has '/'`},
+	} {
+		_, err := lab.NIC(t.Context(), tc.name)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("NIC(%q) = %v, want an error with %q", tc.name, err, tc.want)
+		}
+		if _, err := netlink.LinkByName(tc.name); tc.name != "nope0" && tc.name != "en/0" && err != nil {
+			t.Errorf("after NIC(%q) was refused, the host lacks it: %v", tc.name, err)
+		}
+	}
+
+	k, err := lab.NIC(t.Context(), "nic0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "nic nic0 in " + lab.Name(); k.String() != want {
+		t.Errorf("String() = %q, want %q", k, want)
+	}
+	if _, err := netlink.LinkByName("nic0"); err == nil {
+		t.Error("nic0 is still in the host's namespace")
+	}
+	inBus(t, lab, func() error {
+		lk, err := netlink.LinkByName("nic0")
+		if err != nil {
+			return err
+		}
+		br, err := netlink.LinkByName("br0")
+		if err != nil {
+			return err
+		}
+		if lk.Attrs().MasterIndex != br.Attrs().Index || lk.Attrs().Flags&net.FlagUp == 0 {
+			return fmt.Errorf("nic0 in the lab: master %d, flags %v; want br0 (%d), up", lk.Attrs().MasterIndex, lk.Attrs().Flags, br.Attrs().Index)
+		}
+		return nil
+	})
+	if err := k.Up(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	dialUntil(t, lab, "10.42.0.2:7")
+
+	if err := k.Down(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if c, err := lab.Dial(ctx, "tcp", "10.42.0.2:7"); err == nil {
+		c.Close()
+		t.Fatal("dialled the board over a NIC that is down")
+	}
+	if err := k.Up(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	dialUntil(t, lab, "10.42.0.2:7")
+
+	if _, err := k.Shape(t.Context(), netlab.Shape{Rate: 1_000_000}); err != nil {
+		t.Fatal(err)
+	}
+	inBus(t, lab, func() error { return checkTbf("nic0", 1_000_000) })
+
+	if err := lab.Close(); err != nil {
+		t.Fatal(err)
+	}
+	back, err := netlink.LinkByName("nic0")
+	if err != nil {
+		t.Fatalf("nic0 is not back on the host after Close: %v", err)
+	}
+	if back.Attrs().MasterIndex != 0 || back.Attrs().Flags&net.FlagUp == 0 {
+		t.Errorf("nic0 back on the host: master %d, flags %v; want none, up as it was", back.Attrs().MasterIndex, back.Attrs().Flags)
+	}
+	if err := checkTbf("nic0", 0); err != nil {
+		t.Error(err)
+	}
+	if qs, err := netlink.QdiscList(back); err != nil {
+		t.Fatal(err)
+	} else {
+		for _, q := range qs {
+			if q.Attrs().Parent == netlink.HANDLE_INGRESS {
+				t.Errorf("nic0 came back with the lab's ingress qdisc %v", q)
+			}
+		}
+	}
+}
