@@ -149,6 +149,12 @@ type Board struct {
 	// BootTimeout bounds power-on to SSH answering; default 30s; more
 	// than zero.
 	BootTimeout Duration `yaml:"boot_timeout"`
+	// NIC is the host's network interface the board's Ethernet is cabled
+	// to, e.g. enp3s0. On a bench with a network it is required for a
+	// real board (power kind relay or exec), which joins the bench bridge
+	// by it, and refused elsewhere. The bench takes it from the host while
+	// it runs: it must carry no address.
+	NIC string `yaml:"nic"`
 	// OORT is the payload's OORT agent, if it runs one.
 	OORT OORT `yaml:"oort"`
 	// PayloadInterface is the payload app the board runs, if it runs one

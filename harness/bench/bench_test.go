@@ -21,7 +21,7 @@ const (
 	benchKeys    = "name, satellite, signaling, store, boards, boards_dir, timing, downlink, payload_interface, tags, network"
 	storeKeys    = "kind, endpoint, secure, region, bucket, prefix, access_key_env, secret_key_env"
 	downlinkKeys = "topics, routes, ttl, uploads, retry, link"
-	boardKeys    = "name, address, ssh, power, boot_timeout, oort, payload_interface"
+	boardKeys    = "name, address, ssh, power, boot_timeout, nic, oort, payload_interface"
 	piKeys       = "listen, tls, health_check, call_timeout, deadline_unit, orbit"
 	appKeys      = "key, app_id, callback, hw_id"
 	wantDuration = `want a number and a unit, like "15s", "500ms" or "2m"`
@@ -252,7 +252,10 @@ func TestLoadBoardErrors(t *testing.T) {
 		{"net_off", `testdata/boards/qemu_off_net.yaml:2: address: "10.43.0.2:22" is not on network 10.42.0.0/24 of bench testdata/benches/net_off.yaml; want an address in it, e.g. "10.42.0.2:22"`},
 		{"net_bus_addr", `testdata/boards/qemu_bus_addr.yaml:2: address: "10.42.0.1:22" is the bus's own address on bench testdata/benches/net_bus_addr.yaml; want another address in 10.42.0.0/24, e.g. "10.42.0.2:22"`},
 		{"net_port0", `testdata/boards/qemu_port0.yaml:2: address: port 0 (a free port the bench picks) needs power kind process or a simulated relay, whose payload the bench starts itself; power.kind is "qemu": give the payload's real port, e.g. "192.0.2.10:22"`},
-		{"net_relay", `testdata/boards/relay_good.yaml:8: power.kind: is relay, but bench testdata/benches/net_relay.yaml has a network, which so far joins only payloads it starts itself (kinds process and qemu); a real board's NIC on the bench bridge is not built yet`},
+		{"net_relay", `testdata/boards/relay_good.yaml:8: power.kind: is relay: a real board, which joins the network of bench testdata/benches/net_relay.yaml by the host NIC it is cabled to; set nic, e.g. nic: enp3s0`},
+		{"net_sim_relay", `testdata/boards/relay_sim_net.yaml:13: power.relay.simulate: is true, but bench testdata/benches/net_sim_relay.yaml has a network, which does not join a simulated relay's payload; use power kind process, or a real relay board with nic`},
+		{"net_nic_twice", `testdata/boards/nic_exec_twin.yaml:7: nic: board "nic_exec_twin" has nic enp4s0.100, already that of board "nic_exec" (testdata/boards/nic_exec.yaml) on bench testdata/benches/net_nic_twice.yaml; cable each board to a NIC of its own`},
+		{"nic_no_network", `testdata/boards/nic_exec.yaml:7: nic: is enp4s0.100, but bench testdata/benches/nic_no_network.yaml has no network section, whose bridge it would join; remove it, or add one, e.g. network: {bus_address: 10.42.0.1/24}`},
 		{"net_loopback_board", `testdata/boards/alpha.yaml:2: address: "127.0.0.1:0" has port 0, but on bench testdata/benches/net_loopback_board.yaml, which has a network, the payload serves on fixed ports; give a port, e.g. "10.42.0.2:22"`},
 		{"listen_default_on_callback", `testdata/boards/nu.yaml:12: payload_interface.callback: board "nu" has app callback address "localhost:50051", which takes the port of the Payload Controller's default listen address ":50051" on bench testdata/benches/listen_default_on_callback.yaml; give the board another port, or set payload_interface.listen on the bench`},
 	}
@@ -287,6 +290,8 @@ func TestBoardErrors(t *testing.T) {
 		{"qemu_smp", `:11: power.qemu.smp: is 9; want from 1 to 8, e.g. 2`},
 		{"qemu_memory", `:11: power.qemu.memory: "256" is not a memory size QEMU can give the payload here; want a whole number and M or G, from "128M" to "8G", e.g. "256M"`},
 		{"qemu_with_exec", `:10: power.qemu: is set, but power.kind is process; remove it, or set power.kind: qemu`},
+		{"nic_bad_name", `:7: nic: nic name "enp3s0 (left)" has ' ': use letters, digits, '.', '_' and '-'; want the host's network interface the board is cabled to, e.g. enp3s0`},
+		{"nic_on_qemu", `:7: nic: is set, but the bench starts this board's payload itself (power kind qemu) behind a link of its own; remove it (nic is for a real board: power kind relay or exec)`},
 		{"qemu_no_host_key", `:7: power.host_key: missing; power kind qemu needs the payload's private host key file, relative to the board file, e.g. keys/refpayload_host_ed25519`},
 		{"bad_power_kind", `:8: power.kind: "pdu" is not a power kind; want process, relay, exec or qemu`},
 		{"bad_host_key", `:6: ssh.host_key: "ssh-ed25519 notbase64" is not an authorized_keys line (ssh: no key found; last parsing error for ignored line: illegal base64 data at input byte 8); ` + wantHostKey},
@@ -1019,5 +1024,16 @@ func TestLoadNetwork(t *testing.T) {
 	}
 	if v := b.Boards[1]; v.Power.QEMU != (QEMU{}) || !v.Power.LocalProcess() {
 		t.Errorf("veth_good: QEMU = %+v, LocalProcess %v; want no QEMU section and a local process", v.Power.QEMU, v.Power.LocalProcess())
+	}
+
+	// Real boards join by the NICs they are cabled to.
+	b, err = Load("testdata/benches/net_nic.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"", "enp3s0", "enp4s0.100"} {
+		if got := b.Boards[i].NIC; got != want {
+			t.Errorf("board %s: NIC = %q, want %q", b.Boards[i].Name, got, want)
+		}
 	}
 }

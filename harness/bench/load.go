@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/satbench/hil/harness/netlab"
 	"github.com/satbench/hil/harness/relay"
 )
 
@@ -467,20 +468,31 @@ func (d *decoder) loadBoards(b *Bench) error {
 }
 
 // checkOnNetwork checks board, named at field of the bench and loaded by
-// bd, against the bench's network: a QEMU payload needs one; on a bench
-// with one, every payload is one the bench starts (a QEMU payload or a
-// process behind a veth), with each address on the network and a real
-// port.
+// bd, against the bench's network: a QEMU payload needs one, as does a
+// NIC; on a bench with one, every payload is a QEMU payload, a process
+// behind a veth, or a real board on a NIC of its own, with each address on
+// the network and a real port.
 func (d *decoder) checkOnNetwork(b *Bench, bd *decoder, board *Board, field string) error {
 	n := b.Network
 	if !n.Enabled() {
-		if board.Power.Kind == "qemu" {
+		switch {
+		case board.Power.Kind == "qemu":
 			return d.at(field, fmt.Errorf("board %q has power kind qemu, whose Ethernet is a tap on the bench bridge, but bench %s has no network section; add one, e.g. network: {bus_address: 10.42.0.1/24}", board.Name, b.File))
+		case board.NIC != "":
+			return bd.at("nic", fmt.Errorf("is %s, but bench %s has no network section, whose bridge it would join; remove it, or add one, e.g. network: {bus_address: 10.42.0.1/24}", board.NIC, b.File))
 		}
 		return nil
 	}
-	if !board.Power.StartsPayload() || board.Power.Kind == "relay" {
-		return bd.at("power.kind", fmt.Errorf("is %s, but bench %s has a network, which so far joins only payloads it starts itself (kinds process and qemu); a real board's NIC on the bench bridge is not built yet", board.Power.Kind, b.File))
+	switch {
+	case board.Power.Kind == "relay" && board.Power.Relay.Simulate:
+		return bd.at("power.relay.simulate", fmt.Errorf("is true, but bench %s has a network, which does not join a simulated relay's payload; use power kind process, or a real relay board with nic", b.File))
+	case !board.Power.StartsPayload() && board.NIC == "":
+		return bd.at("power.kind", fmt.Errorf("is %s: a real board, which joins the network of bench %s by the host NIC it is cabled to; set nic, e.g. nic: enp3s0", board.Power.Kind, b.File))
+	}
+	for _, o := range b.Boards {
+		if board.NIC != "" && o.NIC == board.NIC {
+			return bd.at("nic", fmt.Errorf("board %q has nic %s, already that of board %q (%s) on bench %s; cable each board to a NIC of its own", board.Name, board.NIC, o.Name, o.File, b.File))
+		}
 	}
 	bus, _ := netip.ParsePrefix(n.BusAddress)
 	for _, a := range boardAddresses(board) {
@@ -757,6 +769,7 @@ func boardFields(b *Board) []field {
 			}},
 		}},
 		{key: "boot_timeout", into: &b.BootTimeout},
+		{key: "nic", want: "the host's network interface the board is cabled to, e.g. enp3s0", into: &b.NIC},
 		{key: "oort", into: []field{
 			{key: "address", required: true, want: `host:port of the payload's OORT agent, e.g. "192.0.2.10:2005"`, into: &b.OORT.Address},
 		}},
@@ -790,8 +803,25 @@ func (d *decoder) checkBoard(b *Board) error {
 		d.checkPower(b.Power),
 		d.checkPowerHostKey(b.Power),
 		d.at("boot_timeout", positive(b.BootTimeout, defaultBootTimeout)),
+		d.checkNIC(b),
 		d.checkApp(b.PayloadInterface),
 	)
+}
+
+// checkNIC checks the name of the board's NIC, if it has one, and that
+// the board is a real one: the bench starts the others behind links of
+// their own.
+func (d *decoder) checkNIC(b *Board) error {
+	if !d.written("nic") {
+		return nil
+	}
+	if err := netlab.CheckName("nic", b.NIC); err != nil {
+		return d.at("nic", fmt.Errorf("%w; want the host's network interface the board is cabled to, e.g. enp3s0", err))
+	}
+	if b.Power.StartsPayload() {
+		return d.at("nic", fmt.Errorf("is set, but the bench starts this board's payload itself (power kind %s) behind a link of its own; remove it (nic is for a real board: power kind relay or exec)", b.Power.Kind))
+	}
+	return nil
 }
 
 func (d *decoder) checkBoardName(b *Board) error {

@@ -58,24 +58,47 @@ func payloadAddr(b *bench.Bench, bc *bench.Board) netip.Prefix {
 }
 
 // vethPower puts the reference payload process of board i behind a veth
-// on the bench bridge, in a namespace of its own, and shapes its link. The
-// host has no netem (sch_netem) if delay, jitter or loss cannot be
-// applied, and that is an error: a shape is never silently dropped.
+// on the bench bridge, in a namespace of its own, and shapes its link on
+// the host.
 func vethPower(ctx context.Context, lab *netlab.Lab, b *bench.Bench, i int, proc *power.Process) (netlab.Link, error) {
 	bc := b.Boards[i]
 	v, err := lab.Veth(ctx, linkName(i), payloadAddr(b, bc))
 	if err != nil {
 		return nil, err
 	}
-	rest, err := v.Shape(ctx, shape(b.Network.Shape))
-	if err != nil {
-		return nil, fmt.Errorf("network.shape: %w", err)
-	}
-	if !rest.IsZero() {
-		return nil, fmt.Errorf("network.shape: %s needs netem, which this host's kernel lacks (modprobe sch_netem; Ubuntu ships it in linux-modules-extra); a qemu board applies it inside its guest", rest)
+	if err := shapeOnHost(ctx, v, b.Network.Shape); err != nil {
+		return nil, err
 	}
 	proc.Within = v.Do
 	return v, nil
+}
+
+// nicLink joins board i, a real board, to the bench bridge by the host
+// NIC it is cabled to, and shapes that link on the host.
+func nicLink(ctx context.Context, lab *netlab.Lab, b *bench.Bench, i int) (netlab.Link, error) {
+	k, err := lab.NIC(ctx, b.Boards[i].NIC)
+	if err != nil {
+		return nil, fmt.Errorf("nic: %w", err)
+	}
+	if err := shapeOnHost(ctx, k, b.Network.Shape); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// shapeOnHost shapes k with s, all of it on this host: a payload whose
+// network stack is not the bench's to configure (a process sharing this
+// kernel, a real board) cannot take the rest, which without netem
+// (sch_netem) is then an error. A shape is never silently dropped.
+func shapeOnHost(ctx context.Context, k netlab.Link, s bench.Shape) error {
+	rest, err := k.Shape(ctx, shape(s))
+	if err != nil {
+		return fmt.Errorf("network.shape: %w", err)
+	}
+	if !rest.IsZero() {
+		return fmt.Errorf("network.shape: %s needs netem, which this host's kernel lacks (modprobe sch_netem; Ubuntu ships it in linux-modules-extra); a qemu board applies it inside its guest", rest)
+	}
+	return nil
 }
 
 // Guest paths of the files the bus gives a QEMU payload at each boot.

@@ -213,11 +213,19 @@ func openPower(ctx context.Context, b *bench.Bench, i int, dir string, relays ma
 		return p.Off(ctx)
 	}
 	if !bc.Power.StartsPayload() {
+		var link netlab.Link
+		if lab != nil {
+			// The lab gives the NIC back when it closes.
+			var err error
+			if link, err = nicLink(ctx, lab, b, i); err != nil {
+				return fail(err)
+			}
+		}
 		p, err := standalonePower(bc, relays, 0, nil)
 		if err != nil {
 			return fail(err)
 		}
-		return boardPower{power: p, closer: func() error { return off(p) }}, nil
+		return boardPower{power: p, link: link, closer: func() error { return off(p) }}, nil
 	}
 	console, err := openConsole(dir)
 	if err != nil {

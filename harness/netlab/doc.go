@@ -105,3 +105,27 @@ func formatRate(r int64) string {
 	}
 	return strconv.FormatFloat(v, 'f', -1, 64) + unit
 }
+
+// maxNameLen is the longest lab or link name: IFNAMSIZ-1.
+const maxNameLen = 15
+
+// CheckName checks a lab or link name, what it names (e.g. "nic") first:
+// it must fit IFNAMSIZ and be safe as a file name (namespace names are
+// files in /run/netns).
+func CheckName(what, name string) error {
+	if name == "" {
+		return fmt.Errorf("%s name is empty", what)
+	}
+	if len(name) > maxNameLen {
+		return fmt.Errorf("%s name %q is %d bytes, more than %d (IFNAMSIZ-1)", what, name, len(name), maxNameLen)
+	}
+	if name == "." || name == ".." {
+		return fmt.Errorf("%s name %q is not a name", what, name)
+	}
+	for _, r := range name {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Errorf("%s name %q has %q: use letters, digits, '.', '_' and '-'", what, name, r)
+		}
+	}
+	return nil
+}

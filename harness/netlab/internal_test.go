@@ -57,9 +57,9 @@ func TestCheckName(t *testing.T) {
 		{"a/b", "has '/'"},
 		{"é", "has 'é'"},
 	} {
-		err := checkName("link", tc.name)
+		err := CheckName("link", tc.name)
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
-			t.Errorf("checkName(%q) = %v, want %q", tc.name, err, tc.want)
+			t.Errorf("CheckName(%q) = %v, want %q", tc.name, err, tc.want)
 		}
 	}
 }

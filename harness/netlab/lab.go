@@ -35,9 +35,6 @@ type Config struct {
 	BusAddr netip.Prefix
 }
 
-// maxNameLen is the longest lab or link name: IFNAMSIZ-1.
-const maxNameLen = 15
-
 var labCount atomic.Int64
 
 func (c Config) withDefaults() Config {
@@ -64,34 +61,14 @@ func (c Config) check() error {
 	case a.Addr() == a.Masked().Addr():
 		return fmt.Errorf("netlab: config: bus address %s is its network's own address", a)
 	}
-	if err := checkName("lab", c.Name); err != nil {
+	if err := CheckName("lab", c.Name); err != nil {
 		return fmt.Errorf("netlab: config: %w", err)
 	}
 	if len(c.Name) < len(Prefix) || c.Name[:len(Prefix)] != Prefix {
 		return fmt.Errorf("netlab: config: lab name %q does not start with %q", c.Name, Prefix)
 	}
-	if err := checkName("bridge", c.Bridge); err != nil {
+	if err := CheckName("bridge", c.Bridge); err != nil {
 		return fmt.Errorf("netlab: config: %w", err)
-	}
-	return nil
-}
-
-// checkName checks a lab or link name: it must fit IFNAMSIZ and be safe
-// as a file name (namespace names are files in /run/netns).
-func checkName(what, name string) error {
-	if name == "" {
-		return fmt.Errorf("%s name is empty", what)
-	}
-	if len(name) > maxNameLen {
-		return fmt.Errorf("%s name %q is %d bytes, more than %d (IFNAMSIZ-1)", what, name, len(name), maxNameLen)
-	}
-	if name == "." || name == ".." {
-		return fmt.Errorf("%s name %q is not a name", what, name)
-	}
-	for _, r := range name {
-		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '.' || r == '_' || r == '-') {
-			return fmt.Errorf("%s name %q has %q: use letters, digits, '.', '_' and '-'", what, name, r)
-		}
 	}
 	return nil
 }

@@ -129,7 +129,7 @@ const payloadEnd = "eth0"
 // The tap lives as long as the queue is open, which the Lab keeps until
 // Close, so that QEMU can be restarted on the same file.
 func (l *Lab) Tap(ctx context.Context, name string) (*Tap, error) {
-	if err := checkName("tap", name); err != nil {
+	if err := CheckName("tap", name); err != nil {
 		return nil, fmt.Errorf("netlab: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -199,7 +199,7 @@ func attach(name, bridge string) error {
 // addr, which is in the bus's network, and a default route via the bus
 // address. Loopback is up there too.
 func (l *Lab) Veth(ctx context.Context, name string, addr netip.Prefix) (*Veth, error) {
-	if err := checkName("veth", name); err != nil {
+	if err := CheckName("veth", name); err != nil {
 		return nil, fmt.Errorf("netlab: %w", err)
 	}
 	bus := l.busAddr

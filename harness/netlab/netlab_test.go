@@ -1031,56 +1031,21 @@ func BenchmarkShapedRate(b *testing.B) {
 	}
 }
 
-// newBoard makes what a real board cabled to the host's NIC nic is: a
-// namespace of its own (the board) with eth0 at addr, the other end of a
-// veth whose host end is nic, down, in this test's host namespace; and an
-// echo server at addr:7 there.
+// newBoard makes a board cabled to the host's NIC nic (testenv.Cable),
+// at addr/24, with an echo server at addr:7.
 func newBoard(t *testing.T, nic, addr string) {
 	t.Helper()
-	type result struct {
-		ln  net.Listener
-		err error
+	do := testenv.Cable(t, nic, netip.MustParsePrefix(addr+"/24"))
+	var ln net.Listener
+	err := do(func() (err error) {
+		ln, err = net.Listen("tcp", addr+":7")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	res := make(chan result, 1)
-	go func() {
-		// Never unlocked: the thread ends with the board's namespace.
-		runtime.LockOSThread()
-		ln, err := func() (net.Listener, error) {
-			host, err := netns.Get()
-			if err != nil {
-				return nil, err
-			}
-			defer host.Close()
-			board, err := netns.New()
-			if err != nil {
-				return nil, err
-			}
-			defer board.Close()
-			veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0"}, PeerName: nic, PeerNamespace: netlink.NsFd(host)}
-			if err := netlink.LinkAdd(veth); err != nil {
-				return nil, err
-			}
-			eth, err := netlink.LinkByName("eth0")
-			if err != nil {
-				return nil, err
-			}
-			a, _ := netlink.ParseAddr(addr + "/24")
-			if err := netlink.AddrAdd(eth, a); err != nil {
-				return nil, err
-			}
-			if err := netlink.LinkSetUp(eth); err != nil {
-				return nil, err
-			}
-			return net.Listen("tcp", addr+":7")
-		}()
-		res <- result{ln, err}
-	}()
-	r := <-res
-	if r.err != nil {
-		t.Fatalf("making the board: %v", r.err)
-	}
-	t.Cleanup(func() { r.ln.Close() })
-	go echo(r.ln)
+	t.Cleanup(func() { ln.Close() })
+	go echo(ln)
 }
 
 // dialUntil dials addr through lab until it answers, for at most 10s: the

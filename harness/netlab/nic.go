@@ -35,7 +35,7 @@ type nic struct {
 // doctor --clean`) returns a physical NIC to the host's initial namespace;
 // a virtual one (a VLAN, a veth) is deleted with it.
 func (l *Lab) NIC(ctx context.Context, name string) (Link, error) {
-	if err := checkName("nic", name); err != nil {
+	if err := CheckName("nic", name); err != nil {
 		return nil, fmt.Errorf("netlab: %w", err)
 	}
 	if err := ctx.Err(); err != nil {

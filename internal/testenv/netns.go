@@ -1,12 +1,18 @@
 package testenv
 
 import (
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 )
 
 // ownHostEnv names the test that a child test binary runs as its own
@@ -23,6 +29,14 @@ const ownHostEnv = "HIL_TEST_OWN_HOST"
 func OwnHost(t *testing.T) bool {
 	t.Helper()
 	if os.Getenv(ownHostEnv) == t.Name() {
+		// A new namespace has loopback down; a host has it up.
+		lo, err := netlink.LinkByName("lo")
+		if err == nil {
+			err = netlink.LinkSetUp(lo)
+		}
+		if err != nil {
+			t.Fatalf("setting loopback up on the test's own host: %v", err)
+		}
 		return true
 	}
 	RequireNetlab(t)
@@ -42,4 +56,69 @@ func OwnHost(t *testing.T) bool {
 		t.Logf("in a network namespace of its own:\n%s", out)
 	}
 	return false
+}
+
+// Cable makes, on a host of the test's own (see OwnHost), what a real
+// board cabled to the host's NIC nic is: a veth whose host end is nic,
+// down, and whose other end is eth0 with addr (e.g. 10.42.0.2/24), up, in
+// a network namespace of its own, the board's. It returns a function that
+// runs f in the board's namespace: the sockets f makes are the board's.
+// The namespace lasts until t ends.
+func Cable(t testing.TB, nic string, addr netip.Prefix) (do func(f func() error) error) {
+	t.Helper()
+	work := make(chan func())
+	ready := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread ends in the board's namespace.
+		runtime.LockOSThread()
+		ready <- cable(nic, addr)
+		for f := range work {
+			f()
+		}
+	}()
+	if err := <-ready; err != nil {
+		close(work)
+		t.Fatalf("cabling a board to %s: %v", nic, err)
+	}
+	t.Cleanup(func() { close(work) })
+	return func(f func() error) error {
+		errc := make(chan error, 1)
+		work <- func() { errc <- f() }
+		return <-errc
+	}
+}
+
+// cable moves this thread into a new namespace, the board's, and makes the
+// veth from there to nic in the namespace it left.
+func cable(nic string, addr netip.Prefix) error {
+	host, err := netns.Get()
+	if err != nil {
+		return err
+	}
+	defer host.Close()
+	board, err := netns.New()
+	if err != nil {
+		return err
+	}
+	defer board.Close()
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0"}, PeerName: nic, PeerNamespace: netlink.NsFd(host)}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return err
+	}
+	for _, name := range []string{"lo", "eth0"} {
+		lk, err := netlink.LinkByName(name)
+		if err != nil {
+			return err
+		}
+		if name == "eth0" {
+			ipNet := &net.IPNet{IP: addr.Addr().AsSlice(), Mask: net.CIDRMask(addr.Bits(), addr.Addr().BitLen())}
+			if err := netlink.AddrAdd(lk, &netlink.Addr{IPNet: ipNet}); err != nil {
+				return err
+			}
+		}
+		if err := netlink.LinkSetUp(lk); err != nil {
+			return err
+		}
+	}
+	return nil
 }
