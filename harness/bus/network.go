@@ -141,7 +141,8 @@ func qemuPower(ctx context.Context, lab *netlab.Lab, b *bench.Bench, i int, dir,
 		args = append(args, "--app")
 	}
 	busAddr, _ := netip.ParsePrefix(b.Network.BusAddress)
-	gc := guest.Config{Address: payloadAddr(b, bc).String(), Gateway: busAddr.Addr().String(), Args: args}
+	ip := guest.IP{Addr: payloadAddr(b, bc), Gateway: busAddr.Addr()}
+	gc := guest.Config{Args: args}
 	if !rest.IsZero() {
 		// netlab applies the rate on the host always; the rest goes here.
 		gc.Netem = &guest.Netem{DelayUS: uint32(rest.Delay.Microseconds()), JitterUS: uint32(rest.Jitter.Microseconds()), Loss: rest.Loss}
@@ -163,6 +164,7 @@ func qemuPower(ctx context.Context, lab *netlab.Lab, b *bench.Bench, i int, dir,
 			guestBusKey:      {Data: ssh.MarshalAuthorizedKey(rc.Signer.PublicKey())},
 		},
 		Overlay: root,
+		Append:  []string{ip.String()},
 		Dir:     filepath.Join(dir, "qemu"),
 		Console: console,
 	})

@@ -23,8 +23,10 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/satbench/hil/harness/power"
 	"github.com/satbench/hil/internal/cpio"
@@ -51,6 +53,10 @@ type Config struct {
 	// writes), read at each boot.
 	Files   map[string]File
 	Overlay string
+	// Append are kernel arguments after the machine's own (console,
+	// panic): the payload image takes eth0's address from one, ip= (see
+	// fixtures/image/guest.IP), as a real board's boot loader passes it.
+	Append  []string
 	Dir     string    // the machine's own files: QMP socket, boot archive
 	Console io.Writer // the serial console and QEMU's own messages; nil discards
 }
@@ -98,6 +104,11 @@ func New(cfg Config) (*Machine, error) {
 			return fail(fmt.Errorf("%s: %w (build the payload image with `make image`)", f.what, err))
 		}
 	}
+	for _, a := range cfg.Append {
+		if a == "" || strings.ContainsFunc(a, func(r rune) bool { return unicode.IsSpace(r) || r == '"' || !unicode.IsPrint(r) }) {
+			return fail(fmt.Errorf("kernel argument %q: want one word, without spaces or quotes", a))
+		}
+	}
 	binary := cfg.Binary
 	if binary == "" {
 		binary = "qemu-system-aarch64"
@@ -138,7 +149,7 @@ func (m *Machine) args() []string {
 	args := []string{
 		"-name", "hil-" + c.Name,
 		"-M", "virt", "-cpu", cpu, "-smp", strconv.Itoa(smp), "-m", mem,
-		"-kernel", c.Kernel, "-initrd", m.initrdPath(), "-append", "console=ttyAMA0 panic=-1 loglevel=4",
+		"-kernel", c.Kernel, "-initrd", m.initrdPath(), "-append", strings.Join(append([]string{"console=ttyAMA0 panic=-1 loglevel=4"}, c.Append...), " "),
 		"-display", "none", "-monitor", "none", "-serial", "stdio",
 		"-qmp", "unix:" + m.qmpPath() + ",server=on,wait=off",
 		// A reboot or a panic ends the process: the payload is off.

@@ -73,7 +73,7 @@ func keys(t testing.TB) (hostKey []byte, bus ssh.Signer, pinned ssh.PublicKey) {
 func config(t testing.TB, name string, tap *os.File, console *syncBuffer) qemu.Config {
 	t.Helper()
 	hostKey, bus, _ := keys(t)
-	gc, err := json.Marshal(guest.Config{Address: "10.42.0.2/24", Gateway: "10.42.0.1",
+	gc, err := json.Marshal(guest.Config{
 		Args: []string{"--root", "/", "--listen", ":22", "--host-key", "/etc/hil/host_key",
 			"--authorized-key", "/etc/hil/bus_key.pub", "--user", "signaling"}})
 	if err != nil {
@@ -82,6 +82,7 @@ func config(t testing.TB, name string, tap *os.File, console *syncBuffer) qemu.C
 	return qemu.Config{
 		Name: name, Kernel: filepath.Join(imageDir, "Image"), Initrd: filepath.Join(imageDir, "initramfs.cpio.gz"),
 		Tap: tap, Dir: t.TempDir(), Console: console,
+		Append: []string{guest.IP{Addr: netip.MustParsePrefix("10.42.0.2/24"), Gateway: netip.MustParseAddr("10.42.0.1")}.String()},
 		Files: map[string]qemu.File{
 			guest.ConfigPath:       {Data: gc},
 			"/etc/hil/host_key":    {Data: hostKey, Mode: 0o600},
@@ -115,6 +116,9 @@ func TestNewErrors(t *testing.T) {
 		{"no kernel", qemu.Config{Name: "p", Initrd: kernel, Dir: dir}, "qemu p: no kernel"},
 		{"kernel missing", qemu.Config{Name: "p", Kernel: filepath.Join(dir, "nope"), Initrd: kernel, Dir: dir}, "(build the payload image with `make image`)"},
 		{"no binary", qemu.Config{Name: "p", Kernel: kernel, Initrd: kernel, Dir: dir, Binary: "qemu-system-nope"}, "apt-get install qemu-system-arm"},
+		{"argument with a space", qemu.Config{Name: "p", Kernel: kernel, Initrd: kernel, Dir: dir, Append: []string{"ip=10.42.0.2 quiet"}},
+			`qemu p: kernel argument "ip=10.42.0.2 quiet": want one word, without spaces or quotes`},
+		{"empty argument", qemu.Config{Name: "p", Kernel: kernel, Initrd: kernel, Dir: dir, Append: []string{""}}, `kernel argument ""`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
