@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"github.com/satbench/hil/harness/netlab"
 	"github.com/satbench/hil/harness/store"
@@ -68,6 +69,10 @@ func doctorCmd(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "leftovers: %d network namespace(s) of runs that are gone\n", len(left))
 	status := 0
 	for _, l := range left {
+		if len(l.NICs) > 0 {
+			// The host lacks these until the namespace goes.
+			l.Why += "; it holds the host's " + strings.Join(l.NICs, ", ") + ", which removing it gives back (a physical NIC; a VLAN is deleted)"
+		}
 		switch {
 		case !*clean:
 			fmt.Fprintf(stdout, "  %s: %s\n", l.Namespace, l.Why)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -899,7 +900,7 @@ func TestLeftoversClean(t *testing.T) {
 	}
 	slices.SortFunc(want, func(a, b netlab.Leftover) int { return strings.Compare(a.Namespace, b.Namespace) })
 	got := ours()
-	if !slices.Equal(got, want) {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Leftovers() = %+v, want %+v", got, want)
 	}
 
@@ -1194,4 +1195,62 @@ func TestNIC(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestNICLeftover: a run that dies holding a host's NIC leaves a leftover
+// that names it, and cleaning the leftover removes the namespace (which
+// gives a physical NIC back to the host).
+func TestNICLeftover(t *testing.T) {
+	if !testenv.OwnHost(t) {
+		return
+	}
+	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "nic0"}, PeerName: "nic0p"}); err != nil {
+		t.Fatal(err)
+	}
+	lab, err := netlab.Create(t.Context(), netlab.Config{BusAddr: busAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lab.NIC(t.Context(), "nic0"); err != nil {
+		t.Fatal(err)
+	}
+	// Fake the owner's death.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	recPath := filepath.Join(netlab.RecordDir, lab.Name()+".json")
+	b, err := os.ReadFile(recPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(b, &rec); err != nil {
+		t.Fatal(err)
+	}
+	rec["pid"] = dead.Process.Pid
+	if b, err = json.Marshal(rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(recPath, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	left, err := netlab.Leftovers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(left, func(l netlab.Leftover) bool { return l.Namespace == lab.Name() })
+	if i < 0 || !slices.Equal(left[i].NICs, []string{"nic0"}) {
+		t.Fatalf("Leftovers() = %+v, want %s holding nic0", left, lab.Name())
+	}
+	if err := netlab.Clean(left[i]); err != nil {
+		t.Fatal(err)
+	}
+	if exists(lab.Name()) {
+		t.Errorf("namespace %s is still there after Clean", lab.Name())
+	}
+	// What the kernel does with the NIC when the namespace goes is the
+	// kernel's; this process still holds the namespace open, as a dead
+	// owner would not.
+	lab.Close()
 }

@@ -70,6 +70,17 @@ func (l *Lab) NIC(ctx context.Context, name string) (Link, error) {
 	if err != nil {
 		return fail(err)
 	}
+	// In the record before it moves, so that a run that dies holding it
+	// leaves word of it (see Leftover).
+	l.mu.Lock()
+	nics := []string{}
+	for _, o := range l.nics {
+		nics = append(nics, o.name)
+	}
+	l.mu.Unlock()
+	if err := l.setNICs(append(nics, name)); err != nil {
+		return fail(err)
+	}
 	moved := false
 	err = doIn(-1, func() error {
 		lk, err := netlink.LinkByName(name)
@@ -100,8 +111,11 @@ func (l *Lab) NIC(ctx context.Context, name string) (Link, error) {
 		return nil
 	})
 	if err != nil {
-		if n.origin >= 0 && !moved {
-			unix.Close(n.origin)
+		if !moved {
+			if n.origin >= 0 {
+				unix.Close(n.origin)
+			}
+			l.setNICs(nics)
 		}
 		return fail(err)
 	}

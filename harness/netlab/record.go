@@ -22,9 +22,10 @@ var RecordDir = "/run/hil/netlab"
 // record says which process owns a lab's namespaces.
 type record struct {
 	PID        int      `json:"pid"`
-	StartTime  uint64   `json:"start_time"` // of PID, field 22 of /proc/<pid>/stat: tells a reused pid
-	Created    string   `json:"created"`    // RFC 3339
-	Namespaces []string `json:"namespaces"` // the bus namespace first
+	StartTime  uint64   `json:"start_time"`     // of PID, field 22 of /proc/<pid>/stat: tells a reused pid
+	Created    string   `json:"created"`        // RFC 3339
+	Namespaces []string `json:"namespaces"`     // the bus namespace first
+	NICs       []string `json:"nics,omitempty"` // the host's, borrowed into the bus namespace
 }
 
 // startTime returns field 22 of /proc/<pid>/stat, the time the process
@@ -157,6 +158,20 @@ func (l *Lab) addNamespace(name string) error {
 	return nil
 }
 
+// setNICs records the NICs the lab borrows from the host, before it
+// borrows them.
+func (l *Lab) setNICs(names []string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.rec
+	r.NICs = names
+	if err := writeRecord(l.recPath, r); err != nil {
+		return err
+	}
+	l.rec = r
+	return nil
+}
+
 // dropNamespace takes name out of the lab's owner record again.
 func (l *Lab) dropNamespace(name string) error {
 	l.mu.Lock()
@@ -180,6 +195,10 @@ type Leftover struct {
 	Namespace string
 	Owner     int    // the owner's pid; 0 when there is no owner record
 	Why       string // "owner pid 123 is gone", "no owner record"
+	// NICs are the host's interfaces the run borrowed into the namespace
+	// (Lab.NIC). Removing it returns a physical NIC to the host's initial
+	// namespace and deletes a virtual one (a VLAN).
+	NICs []string
 }
 
 // Leftovers returns the leftover namespaces, sorted by name: the named
@@ -217,7 +236,11 @@ func leftover(name string, recs map[string]record) (Leftover, bool) {
 			if r.alive() {
 				return Leftover{}, false
 			}
-			return Leftover{Namespace: name, Owner: r.PID, Why: fmt.Sprintf("owner pid %d is gone", r.PID)}, true
+			l := Leftover{Namespace: name, Owner: r.PID, Why: fmt.Sprintf("owner pid %d is gone", r.PID)}
+			if name == r.Namespaces[0] { // the bus namespace
+				l.NICs = r.NICs
+			}
+			return l, true
 		}
 	}
 	return Leftover{Namespace: name, Why: "no owner record"}, true
