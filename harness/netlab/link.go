@@ -589,7 +589,6 @@ func netemQdisc(index int, s Shape) (*netlink.Netem, error) {
 // (mirred) to an ifb, whose egress is shaped. The ifb is named after dev's
 // index, unique in the namespace, and removed with a zero s.
 func shapeIngress(dev string, s Shape) error {
-	loadIfb()
 	lk, err := netlink.LinkByName(dev)
 	if err != nil {
 		return err
@@ -617,6 +616,7 @@ func shapeIngress(dev string, s Shape) error {
 		return nil
 	}
 	if err != nil {
+		loadIfb() // only to add one: removing shaping needs no module
 		if err := netlink.LinkAdd(&netlink.Ifb{LinkAttrs: netlink.LinkAttrs{Name: ifbName}}); err != nil {
 			return fmt.Errorf("adding %s: %w", ifbName, err)
 		}
