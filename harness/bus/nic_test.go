@@ -32,6 +32,7 @@ func TestRealBoardOnNIC(t *testing.T) {
 		t.Fatal(err)
 	}
 	bc := *b.Boards[0]
+	hostKeyFile := bc.Power.HostKey
 	bc.NIC = "nic0"
 	bc.Power = bench.Power{Kind: "exec", Exec: bench.Exec{On: "true", Off: "true", Timeout: bench.Duration(10 * time.Second)},
 		OffTime: bc.Power.OffTime, Watch: bc.Power.Watch}
@@ -47,13 +48,23 @@ func TestRealBoardOnNIC(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	hostKey := readSigner(t, "../../boards/keys/refpayload_host_ed25519")
-	busKey := readSigner(t, "../../boards/keys/bus_ed25519")
+	pem, err := os.ReadFile(hostKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostKey, err := ssh.ParsePrivateKey(pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := bus.RemoteConfig(&bc) // the bus's key
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() {
 		served <- payload.Serve(ctx, payload.Config{Root: t.TempDir(), Listener: ln, HostKey: hostKey,
-			AuthorizedKeys: []ssh.PublicKey{busKey.PublicKey()}, Logf: t.Logf})
+			AuthorizedKeys: []ssh.PublicKey{rc.Signer.PublicKey()}, Logf: t.Logf})
 	}()
 	defer func() {
 		cancel()
@@ -85,17 +96,4 @@ func TestRealBoardOnNIC(t *testing.T) {
 	if _, err := netlink.LinkByName("nic0"); err != nil {
 		t.Errorf("nic0 is not back on the host after the bus closed: %v", err)
 	}
-}
-
-func readSigner(t *testing.T, path string) ssh.Signer {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.ParsePrivateKey(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }

@@ -534,21 +534,8 @@ func TestDownUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A new connection is made again: at once usually, as Up waits for
-	// what the kernel does asynchronously and shows; on a loaded machine
-	// the first packets may still take about a second.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
-		c2, err := lab.Dial(ctx, "tcp", addr)
-		cancel()
-		if err == nil {
-			c2.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dial after Up: %v", err)
-		}
-	}
+	// what the kernel does asynchronously and shows.
+	dialUntil(t, lab, addr)
 	// And the stalled one resumes when TCP retransmits.
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	b := make([]byte, 1)
@@ -835,14 +822,40 @@ func TestShapeTap(t *testing.T) {
 	inBus(t, lab, shaped(0))
 }
 
-func TestLeftoversClean(t *testing.T) {
-	testenv.RequireNetlab(t)
-	// A pid that is dead: a child that has been waited for.
+// deadProcess returns a pid that is dead: a child's that has been waited for.
+func deadProcess(t *testing.T) int {
+	t.Helper()
 	dead := exec.Command("true")
 	if err := dead.Run(); err != nil {
 		t.Fatal(err)
 	}
-	deadPID := dead.Process.Pid
+	return dead.Process.Pid
+}
+
+// setOwner rewrites lab's owner record to name pid as its owner.
+func setOwner(t *testing.T, lab *netlab.Lab, pid int) {
+	t.Helper()
+	recPath := filepath.Join(netlab.RecordDir, lab.Name()+".json")
+	b, err := os.ReadFile(recPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(b, &rec); err != nil {
+		t.Fatal(err)
+	}
+	rec["pid"] = pid
+	if b, err = json.Marshal(rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(recPath, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLeftoversClean(t *testing.T) {
+	testenv.RequireNetlab(t)
+	deadPID := deadProcess(t)
 
 	crashed := newLab(t)
 	v := newVeth(t, crashed, "p1", "10.42.0.2/24")
@@ -855,22 +868,7 @@ func TestLeftoversClean(t *testing.T) {
 	live := newLab(t)
 
 	// Fake crashed's owner crashing, and orphan's record going.
-	recPath := filepath.Join(netlab.RecordDir, crashed.Name()+".json")
-	b, err := os.ReadFile(recPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rec map[string]any
-	if err := json.Unmarshal(b, &rec); err != nil {
-		t.Fatal(err)
-	}
-	rec["pid"] = deadPID
-	if b, err = json.Marshal(rec); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(recPath, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	setOwner(t, crashed, deadPID)
 	if err := os.Remove(filepath.Join(netlab.RecordDir, orphan.Name()+".json")); err != nil {
 		t.Fatal(err)
 	}
@@ -904,7 +902,7 @@ func TestLeftoversClean(t *testing.T) {
 		t.Fatalf("Leftovers() = %+v, want %+v", got, want)
 	}
 
-	err = netlab.Clean(netlab.Leftover{Namespace: live.Name(), Why: "no owner record"})
+	err := netlab.Clean(netlab.Leftover{Namespace: live.Name(), Why: "no owner record"})
 	if err == nil || !strings.Contains(err.Error(), "not a leftover") {
 		t.Errorf("Clean of a live lab's namespace = %v, want a refusal", err)
 	}
@@ -923,7 +921,7 @@ func TestLeftoversClean(t *testing.T) {
 	if err := sleep.Wait(); err == nil || sleep.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Errorf("sleep in the leftover namespace ended with %v, want killed", err)
 	}
-	if _, err := os.Stat(recPath); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(netlab.RecordDir, crashed.Name()+".json")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the record of the cleaned lab: %v, want it gone", err)
 	}
 	if got := ours(); len(got) != 0 {
@@ -1214,27 +1212,7 @@ func TestNICLeftover(t *testing.T) {
 	if _, err := lab.NIC(t.Context(), "nic0"); err != nil {
 		t.Fatal(err)
 	}
-	// Fake the owner's death.
-	dead := exec.Command("true")
-	if err := dead.Run(); err != nil {
-		t.Fatal(err)
-	}
-	recPath := filepath.Join(netlab.RecordDir, lab.Name()+".json")
-	b, err := os.ReadFile(recPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rec map[string]any
-	if err := json.Unmarshal(b, &rec); err != nil {
-		t.Fatal(err)
-	}
-	rec["pid"] = dead.Process.Pid
-	if b, err = json.Marshal(rec); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(recPath, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	setOwner(t, lab, deadProcess(t)) // its owner dies
 	left, err := netlab.Leftovers()
 	if err != nil {
 		t.Fatal(err)
